@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# bench/rule_path.sh — requests/s of kefu-edge's rule path against the nginx + Lua tier it
+# replaces and against Pingora's own ceiling, in ONE run on a 2-core box.
+#
+# Servers (each pinned to core 0 with taskset; wrk -t1 -c64 pinned to core 1):
+#   nginx    nginx 1.22 + Lua (bench/nginx/): UA/IP deny, limit_req, cjson body parse, keyword
+#            rules generated from the same intents.yaml, template reply. 127.0.0.1:8090.
+#   ping     target/release/examples/ping: bare Pingora answering from request_filter, the
+#            ceiling of any Pingora service on this core. 127.0.0.1:8092.
+#   kefu     target/release/kefu-edge -c bench/conf. Chat on :8080, admin 127.0.0.1:9901.
+# The three run in interleaved rounds (the starting server rotates each round), so a build
+# or other noise that comes and goes hits all of them; the table shows medians over rounds
+# and the kefu/nginx ratio is also given as the median of per-round ratios.
+#
+# Paced mode (LOAD=80): after the max-rate rounds, nginx and kefu are each run again at about
+# LOAD% of their own measured max and the p99 is reported (design target: p99 <= 2 ms at
+# 80%). wrk has no rate option, so the rate is set with wrk's delay() hook: every one of the
+# CONNS connections waits a mean DELAY_MS between a response and its next request, and
+# DELAY_MS is calibrated with short runs until the achieved rate is within 3% of the target.
+# What that measures, honestly:
+#   * it is still a closed loop: a connection that waits for a slow response does not send
+#     the requests it "should" have sent meanwhile, so a stall is counted once instead of
+#     for every request it delayed (coordinated omission). p99 is optimistic when the server
+#     stalls for longer than a connection's cycle (CONNS/target, ~1-3 ms here); look at
+#     max_us and p99.9 too. wrk2 corrects this but is not packaged in Debian.
+#   * wrk's timers have millisecond resolution, so paced requests leave in bursts at
+#     millisecond edges rather than as a smooth Poisson stream; that queues them briefly
+#     in the server and makes p99 pessimistic by up to a fraction of a millisecond, for both
+#     servers alike.
+#   * the latency is wrk's: from writing the request to reading the whole response, over
+#     loopback, including wrk's own scheduling on core 1.
+# Fewer connections instead of pacing would not give a chosen rate (a closed loop with c
+# connections runs at c/latency, which saturates the server down to c of ~2), so it is not used.
+#
+# Environment:
+#   DURATION=10   seconds per measured run          WARMUP=3     seconds of warm-up per start
+#   ROUNDS=3      interleaved rounds                 CONNS=64     wrk connections
+#   SERVERS="nginx ping kefu"  which servers (e.g. SERVERS=nginx to test the harness alone)
+#   SAMPLES=tests/data/intent_samples.tsv  messages for chat (first column; '#' skipped);
+#            ../shared/data/jddc2019_customer_messages.txt replays real shopper traffic.
+#   KEFU_CONF=bench/conf   kefu-edge's conf dir; the nginx tier's rules, edge filter and
+#            limits are generated from it (intents.yaml falls back to conf/intents.yaml).
+#   LOAD=80       also run the paced mode at this % of each server's max
+#   MAX_NGINX=, MAX_KEFU=  with LOAD: skip the max rounds and use these req/s instead
+#   CAL_SECONDS=3 seconds per calibration run of the paced mode
+#   SERVER_CORE=0 WRK_CORE=1
+#   KEFU_BIN, PING_BIN      other binaries than target/release/{kefu-edge,examples/ping}
+# Output: the table on stdout; raw wrk output, server logs and results.tsv stay in the
+# work directory printed at the end (/tmp/kefu-bench.*).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-64}
+SERVERS=${SERVERS:-"nginx ping kefu"}
+SAMPLES=${SAMPLES:-$ROOT/tests/data/intent_samples.tsv}
+KEFU_CONF=${KEFU_CONF:-bench/conf}
+LOAD=${LOAD:-}
+CAL_SECONDS=${CAL_SECONDS:-3}
+SERVER_CORE=${SERVER_CORE:-0}
+WRK_CORE=${WRK_CORE:-1}
+
+KEFU_BIN=${KEFU_BIN:-$ROOT/target/release/kefu-edge}
+PING_BIN=${PING_BIN:-$ROOT/target/release/examples/ping}
+NGINX_ADDR=127.0.0.1:8090
+declare -A URL=(
+    [nginx]=http://127.0.0.1:8090/v1/chat
+    [ping]=http://127.0.0.1:8092/ping
+    [kefu]=http://127.0.0.1:8080/v1/chat
+)
+declare -A SCRIPT=([nginx]=bench/wrk/chat.lua [ping]=bench/wrk/ping.lua [kefu]=bench/wrk/chat.lua)
+declare -A PORTS=([nginx]="8090" [ping]="8092" [kefu]="8080 9901")
+
+die() { echo "rule_path.sh: $*" >&2; exit 2; }
+say() { echo "== $*" >&2; }
+calc() { awk "BEGIN { printf \"%.6g\", ($*) }"; }
+pos() { awk "BEGIN { d = ($*); printf \"%.6g\", (d > 0 ? d : 0) }"; }       # max(0, expr)
+within() { awk "BEGIN { r = ($1); exit !(r > 1 - $2 && r < 1 + $2) }"; }  # within RATIO TOLERANCE
+
+# ------------------------------------------------------------------ preflight
+for s in $SERVERS; do
+    [[ -n ${URL[$s]:-} ]] || die "unknown server '$s' in SERVERS (known: nginx ping kefu)"
+done
+has() { [[ " $SERVERS " == *" $1 "* ]]; }
+
+missing=()
+for cmd in wrk taskset curl python3 awk; do
+    command -v "$cmd" >/dev/null || missing+=("$cmd")
+done
+if has nginx; then
+    command -v nginx >/dev/null || missing+=(nginx)
+    for f in /usr/lib/nginx/modules/ngx_http_lua_module.so /usr/lib/nginx/modules/ndk_http_module.so \
+             /usr/share/lua/5.1/resty/core.lua /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so; do
+        [[ -e $f ]] || missing+=("$f")
+    done
+fi
+if ((${#missing[@]})); then
+    die "missing: ${missing[*]}
+  Debian 12: apt-get install nginx-light libnginx-mod-http-lua lua-resty-core lua-cjson wrk curl python3-yaml"
+fi
+python3 -c 'import yaml' 2>/dev/null || die "python3 needs PyYAML (apt-get install python3-yaml)"
+(($(nproc) >= 2)) || die "needs 2 cores (server on core $SERVER_CORE, wrk on core $WRK_CORE); nproc=$(nproc)"
+
+need_build=()
+has kefu && [[ ! -x $KEFU_BIN ]] && need_build+=("$KEFU_BIN")
+has ping && [[ ! -x $PING_BIN ]] && need_build+=("$PING_BIN")
+if ((${#need_build[@]})); then
+    die "not built: ${need_build[*]}
+  run: cargo build --release --bin kefu-edge --example ping
+  (or leave servers out, e.g. SERVERS=nginx bench/rule_path.sh)"
+fi
+if has kefu && [[ ! -d $KEFU_CONF ]]; then
+    die "kefu-edge's bench configuration $KEFU_CONF does not exist (KEFU_CONF=...)"
+fi
+if has nginx || has kefu; then
+    [[ -r $SAMPLES ]] || die "no messages file $SAMPLES (set SAMPLES=...; e.g. ../shared/data/jddc2019_customer_messages.txt)"
+fi
+[[ -z $LOAD ]] || [[ $LOAD =~ ^[0-9]+$ && $LOAD -ge 5 && $LOAD -le 100 ]] || die "LOAD must be a percentage (5..100)"
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for s in $SERVERS; do
+    for p in ${PORTS[$s]}; do
+        ! port_busy "$p" || die "port $p (for $s) is already in use; stop whatever listens there"
+    done
+done
+
+WORK=$(mktemp -d /tmp/kefu-bench.XXXXXX)
+chmod 755 "$WORK"   # nginx workers run as nobody and read the generated Lua from here
+RESULTS=$WORK/results.tsv
+printf 'round\tserver\trps\tp50_us\tp99_us\tp999_us\tmax_us\tnon200\tsocket_errors\tsteal_pct\n' >"$RESULTS"
+
+# ------------------------------------------------------------------ nginx tier files
+if has nginx; then
+    gen_conf=$KEFU_CONF
+    [[ -d $gen_conf ]] || gen_conf=conf
+    if ! python3 bench/gen_lua_rules.py --conf "$gen_conf" --out "$WORK/gen" 2>"$WORK/gen.log"; then
+        cat "$WORK/gen.log" >&2
+        die "generating the Lua rules from $gen_conf failed"
+    fi
+    sed 's/^/   /' "$WORK/gen.log" >&2
+    mkdir -p "$WORK/nginx"
+    sed -e "s#@RUN_DIR@#$WORK/nginx#g" -e "s#@GEN_DIR@#$WORK/gen#g" \
+        -e "s#@LUA_DIR@#$ROOT/bench/nginx#g" -e "s#@LISTEN@#$NGINX_ADDR#g" \
+        -e "s#@CHAT_PATH@#/v1/chat#g" bench/nginx/nginx.conf.in >"$WORK/nginx/nginx.conf"
+    nginx -t -q -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" \
+        || die "nginx -t failed; see $WORK/nginx/error.log"
+fi
+
+# ------------------------------------------------------------------ server control
+SERVER_PID=
+SERVER_NAME=
+declare -A MED=()
+
+start_server() {
+    local s=$1 log=$WORK/$1.log
+    case $s in
+    nginx) taskset -c "$SERVER_CORE" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
+               -e "$WORK/nginx/error.log" >>"$log" 2>&1 & ;;
+    ping)  taskset -c "$SERVER_CORE" "$PING_BIN" >>"$log" 2>&1 & ;;
+    kefu)  taskset -c "$SERVER_CORE" "$KEFU_BIN" -c "$KEFU_CONF" >>"$log" 2>&1 & ;;
+    esac
+    SERVER_PID=$!
+    SERVER_NAME=$s
+}
+
+first_sample() {
+    awk -F'\t' '!/^#/ && $1 != "" { print $1; exit }' "$SAMPLES" |
+        python3 -c 'import json,sys; print(json.dumps({"user_id":"ready","text":sys.stdin.read().strip()}, ensure_ascii=False))'
+}
+
+probe_once() {
+    local s=$1
+    case $s in
+    ping) curl -s -o /dev/null -w '%{http_code}' -A kefu-bench/1.0 "${URL[$s]}" ;;
+    kefu) local h
+          h=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9901/healthz) || true
+          [[ $h == 200 ]] || { echo "healthz:$h"; return; }
+          curl -s -o /dev/null -w '%{http_code}' -A kefu-bench/1.0 -H 'Content-Type: application/json' \
+              --data-binary "$READY_BODY" "${URL[$s]}" ;;
+    nginx) curl -s -o /dev/null -w '%{http_code}' -A kefu-bench/1.0 -H 'Content-Type: application/json' \
+              --data-binary "$READY_BODY" "${URL[$s]}" ;;
+    esac
+}
+
+wait_ready() {
+    local s=$1 code=
+    for _ in $(seq 1 300); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "--- $s exited during start-up; last lines of its log:" >&2
+            tail -n 20 "$WORK/$s.log" "$WORK/nginx/error.log" 2>/dev/null >&2 || true
+            SERVER_PID=
+            die "$s did not start"
+        fi
+        code=$(probe_once "$s" 2>/dev/null || true)
+        [[ $code == 200 ]] && return 0
+        sleep 0.1
+    done
+    die "$s did not answer 200 within 30 s (last: ${code:-no answer}); see $WORK/$s.log"
+}
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    local sig=INT   # pingora: SIGINT is the immediate stop (SIGTERM waits for the grace period)
+    [[ $SERVER_NAME == nginx ]] && sig=TERM   # nginx: fast shutdown
+    kill -"$sig" "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "rule_path.sh: $SERVER_NAME did not stop in 10 s, killing it" >&2
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+    # Give the kernel a moment to release the listening port before the next start.
+    sleep 0.3
+}
+trap 'stop_server' EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ measuring
+# /proc/stat: steal time on both cores while wrk runs (>2-3% means a noisy neighbour VM).
+cpu_ticks() { awk '/^cpu[0-9]/ { t=0; for (i=2; i<=NF; i++) t+=$i; printf "%s %d %d ", $1, t, $9 }' /proc/stat; }
+steal_pct() {  # before after -> max steal % over cpuN
+    awk -v a="$1" -v b="$2" 'BEGIN { n=split(a, x, " "); split(b, y, " "); m=0
+        for (i=1; i<=n; i+=3) { dt=y[i+1]-x[i+1]; ds=y[i+2]-x[i+2]; if (dt>0 && 100*ds/dt>m) m=100*ds/dt }
+        printf "%.1f", m }'
+}
+
+# run_wrk NAME SECONDS OUTFILE [DELAY_MS] -> sets the BENCH fields as W_<key>, W_steal
+run_wrk() {
+    local s=$1 secs=$2 out=$3 delay=${4:-} before after line
+    before=$(cpu_ticks)
+    SAMPLES=$SAMPLES DELAY_MS=$delay taskset -c "$WRK_CORE" \
+        wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 5s -s "${SCRIPT[$s]}" "${URL[$s]}" >"$out" 2>&1 || true
+    after=$(cpu_ticks)
+    W_steal=$(steal_pct "$before" "$after")
+    line=$(grep '^BENCH ' "$out" | tail -n 1) || true
+    if [[ -z $line ]]; then
+        cat "$out" >&2
+        die "wrk gave no result for $s (see $out)"
+    fi
+    local kv k v
+    for kv in ${line#BENCH }; do
+        k=${kv%%=*} v=${kv#*=}
+        printf -v "W_$k" '%s' "$v"
+    done
+}
+
+median() { sort -g | awk '{ v[NR]=$1 } END { if (NR==0) { print "-"; exit } if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2 }'; }
+col() {  # col SERVER COLUMN [ROUND_FILTER] -> values
+    awk -F'\t' -v s="$1" -v c="$2" 'NR==1 { for (i=1; i<=NF; i++) h[$i]=i; next } $2==s && $1 ~ /^[0-9]+$/ { print $h[c] }' "$RESULTS"
+}
+
+READY_BODY=$(first_sample 2>/dev/null || echo '{"user_id":"ready","text":"你好"}')
+
+say "kefu-edge rule-path benchmark: $(date -u +%FT%TZ), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "servers: $SERVERS; server on core $SERVER_CORE, wrk -t1 -c$CONNS on core $WRK_CORE; ${ROUNDS} rounds x ${DURATION}s (+${WARMUP}s warm-up); messages: $SAMPLES ($(grep -cv '^#' "$SAMPLES" 2>/dev/null || echo 0) lines)"
+say "work directory: $WORK"
+
+order=()
+for s in nginx ping kefu; do has "$s" && order+=("$s"); done
+
+skip_max=
+if [[ -n $LOAD ]] && { ! has nginx || [[ -n ${MAX_NGINX:-} ]]; } && { ! has kefu || [[ -n ${MAX_KEFU:-} ]]; }; then
+    skip_max=1
+fi
+
+if [[ -z $skip_max ]]; then
+    for ((r = 1; r <= ROUNDS; r++)); do
+        n=${#order[@]}
+        for ((j = 0; j < n; j++)); do
+            s=${order[$(((j + r - 1) % n))]}
+            start_server "$s"
+            wait_ready "$s"
+            if ((r == 1)) && [[ $s != ping ]]; then
+                python3 bench/probe_intents.py "${URL[$s]}" "$SAMPLES" "$WORK/probe.$s.tsv" --limit 2000 \
+                    >"$WORK/probe.$s.txt" 2>&1 || true
+                say "$s $(tail -n 1 "$WORK/probe.$s.txt")"
+            fi
+            run_wrk "$s" "$WARMUP" "$WORK/warmup.$r.$s.txt"
+            run_wrk "$s" "$DURATION" "$WORK/wrk.$r.$s.txt"
+            stop_server
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$s" "$W_rps" "$W_p50_us" "$W_p99_us" \
+                "$W_p999_us" "$W_max_us" "$W_non200" "$W_socket_errors" "$W_steal" >>"$RESULTS"
+            say "round $r $s: $(printf '%.0f' "$W_rps") req/s, p50 ${W_p50_us} us, p99 ${W_p99_us} us, non-200 ${W_non200} (${W_codes}), socket errors ${W_socket_errors}, steal ${W_steal}%"
+        done
+    done
+
+    echo
+    echo "Rule path, max rate: wrk -t1 -c$CONNS -d${DURATION}s, median of $ROUNDS interleaved rounds (server on core $SERVER_CORE, wrk on core $WRK_CORE)"
+    printf '%-8s %12s %21s %9s %9s %10s %8s\n' server "req/s" "(min-max)" "p50 ms" "p99 ms" non-2xx steal%
+    for s in "${order[@]}"; do
+        MED[$s]=$(col "$s" rps | median)
+        lo=$(col "$s" rps | sort -g | head -n 1)
+        hi=$(col "$s" rps | sort -g | tail -n 1)
+        p50=$(col "$s" p50_us | median)
+        p99=$(col "$s" p99_us | median)
+        bad=$(paste <(col "$s" non200) <(col "$s" socket_errors) | awk '{ t += $1 + $2 } END { print t+0 }')
+        st=$(col "$s" steal_pct | sort -g | tail -n 1)
+        printf '%-8s %12.0f %21s %9.2f %9.2f %10s %8s\n' "$s" "${MED[$s]}" \
+            "($(printf '%.0f-%.0f' "$lo" "$hi"))" "$(calc "$p50/1000")" "$(calc "$p99/1000")" "$bad" "$st"
+    done
+    if has kefu && has nginx; then
+        per_round=$(paste <(col kefu rps) <(col nginx rps) | awk '{ printf "%.3f\n", $1/$2 }')
+        printf 'kefu/nginx         %.2f  (median of per-round ratios %.2f; rounds: %s)   target >= 1.0, goal 1.1\n' \
+            "$(calc "${MED[kefu]}/${MED[nginx]}")" "$(echo "$per_round" | median)" "$(echo $per_round)"
+    fi
+    if has kefu && has ping; then
+        per_round=$(paste <(col kefu rps) <(col ping rps) | awk '{ printf "%.3f\n", $1/$2 }')
+        printf 'kefu/pingora-ping  %.2f  (median of per-round ratios %.2f; rounds: %s)   goal ~0.95\n' \
+            "$(calc "${MED[kefu]}/${MED[ping]}")" "$(echo "$per_round" | median)" "$(echo $per_round)"
+    fi
+    if has kefu && has nginx && [[ -s $WORK/probe.kefu.tsv && -s $WORK/probe.nginx.tsv ]]; then
+        paste "$WORK/probe.nginx.tsv" "$WORK/probe.kefu.tsv" | awk -F'\t' '
+            $3 == "rule" { n++; if ($6 == "rule" && $5 == $2) same++ }
+            END { if (n) printf "rule hits of the nginx tier that kefu-edge also answered from rules with the same intent: %d/%d\n", same, n }'
+    fi
+    awk -F'\t' 'NR > 1 && $10 + 0 > 3 { bad = 1 } END { if (bad) print "NOTE: steal time above 3% in some runs: another VM on this host was busy; trust the per-round ratios more than absolute req/s." }' "$RESULTS"
+fi
+
+# ------------------------------------------------------------------ paced mode
+if [[ -n $LOAD ]]; then
+    echo
+    echo "Paced at ~${LOAD}% of each server's max: $CONNS connections, per-connection delay calibrated (see header: closed loop, ms-granular pacing)"
+    printf '%-8s %10s %10s %10s %7s %9s %9s %9s %9s %8s\n' server "max req/s" target achieved "% max" "p50 ms" "p99 ms" "p99.9 ms" "max ms" non-2xx
+    for s in nginx kefu; do
+        has "$s" || continue
+        if [[ $s == nginx ]]; then max=${MAX_NGINX:-${MED[nginx]:-}}; else max=${MAX_KEFU:-${MED[kefu]:-}}; fi
+        [[ -n $max && $max != - ]] || die "no max rate for $s"
+        target=$(calc "$max * $LOAD / 100")
+        cycle=$(calc "$CONNS * 1000 / $target")          # ms between requests of one connection
+        delay=$(pos "$cycle - 0.5")
+        start_server "$s"
+        wait_ready "$s"
+        run_wrk "$s" "$WARMUP" "$WORK/load.warmup.$s.txt"
+        for i in 1 2 3 4 5; do
+            run_wrk "$s" "$CAL_SECONDS" "$WORK/load.cal$i.$s.txt" "$delay"
+            say "$s calibration $i: delay ${delay} ms -> $(printf '%.0f' "$W_rps") req/s (target $(printf '%.0f' "$target"))"
+            within "$W_rps / $target" 0.03 && break
+            # Move the mean delay by the difference between the wanted and the measured cycle.
+            delay=$(pos "$delay + $cycle - $CONNS * 1000 / $W_rps")
+        done
+        run_wrk "$s" "$DURATION" "$WORK/load.$s.txt" "$delay"
+        stop_server
+        printf 'load\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$W_rps" "$W_p50_us" "$W_p99_us" \
+            "$W_p999_us" "$W_max_us" "$W_non200" "$W_socket_errors" "$W_steal" >>"$RESULTS"
+        printf '%-8s %10.0f %10.0f %10.0f %6.0f%% %9.2f %9.2f %9.2f %9.2f %8s\n' "$s" "$max" "$target" "$W_rps" \
+            "$(calc "100 * $W_rps / $max")" "$(calc "$W_p50_us/1000")" "$(calc "$W_p99_us/1000")" \
+            "$(calc "$W_p999_us/1000")" "$(calc "$W_max_us/1000")" "$((W_non200 + W_socket_errors))"
+    done
+    echo "design target: kefu p99 <= 2 ms at 80% load"
+fi
+
+echo
+echo "raw wrk output, server logs and results.tsv: $WORK"

@@ -1,0 +1,175 @@
+//! Configuration: a directory of split YAML files, parsed once into one validated [`Config`].
+//!
+//! What the operator writes (`raw` serde structs, `deny_unknown_fields`, human units) is not
+//! what the stages use: every file is converted once, with validation, into plain internal
+//! types. Field-level problems (bad CIDR, bad regex, unknown intent id, unknown key) are
+//! raised while deserialising, so the YAML parser reports their line; cross-field problems
+//! are reported against the line of the key they concern. All errors of all files are
+//! collected, so `kefu-edge -t` shows everything wrong at once, like `nginx -t`.
+
+mod edge;
+mod intents;
+mod limits;
+mod post;
+mod server;
+mod source;
+pub mod types;
+mod upstreams;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use edge::{EdgeConfig, IpDefault, RealIpConfig, RealIpHeader, UserAgentConfig};
+pub use intents::{IntentRules, IntentsConfig};
+pub use limits::{BucketConfig, LimitsConfig};
+pub use post::{CampaignConfig, PostConfig};
+pub use server::{ChatApiConfig, ServerConfig};
+pub use upstreams::{HealthCheckConfig, HealthCheckKind, PoolConfig, RouteConfig, UpstreamsConfig};
+
+use source::Source;
+
+/// The whole validated configuration of one directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The directory it was read from; relative file references resolve against it.
+    pub dir: PathBuf,
+    pub server: ServerConfig,
+    pub edge: EdgeConfig,
+    pub limits: LimitsConfig,
+    pub intents: IntentsConfig,
+    pub post: PostConfig,
+    pub upstreams: UpstreamsConfig,
+}
+
+/// One problem in one file, with the line where the parser or the key lookup found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.reason),
+            None => write!(f, "{}: {}", self.file.display(), self.reason),
+        }
+    }
+}
+
+/// Every problem found in a configuration directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Read, parse and validate every file of `dir`. Either the whole configuration is
+    /// valid, or every error found is returned.
+    pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let server = load_file(dir, "server.yaml", &mut errors, server::validate);
+        let edge = load_file(dir, "edge.yaml", &mut errors, edge::validate);
+        let limits = load_file(dir, "limits.yaml", &mut errors, limits::validate);
+        let intents = load_file(dir, "intents.yaml", &mut errors, intents::validate);
+        let post = load_file(dir, "post.yaml", &mut errors, post::validate);
+        let upstreams = load_file(dir, "upstreams.yaml", &mut errors, upstreams::validate);
+        match (server, edge, limits, intents, post, upstreams) {
+            (
+                Some(server),
+                Some(edge),
+                Some(limits),
+                Some(intents),
+                Some(post),
+                Some(upstreams),
+            ) if errors.is_empty() => Ok(Config {
+                dir: dir.to_path_buf(),
+                server,
+                edge,
+                limits,
+                intents,
+                post,
+                upstreams,
+            }),
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+}
+
+/// Parse one file into its raw type and validate it, pushing every error into `errors`.
+fn load_file<R, T>(
+    dir: &Path,
+    name: &str,
+    errors: &mut Vec<ConfigError>,
+    validate: fn(R, &Source) -> Result<T, Vec<ConfigError>>,
+) -> Option<T>
+where
+    R: serde::de::DeserializeOwned,
+{
+    let source = match Source::read(dir, name) {
+        Ok(source) => source,
+        Err(e) => {
+            errors.push(e);
+            return None;
+        }
+    };
+    let raw: R = match source.parse() {
+        Ok(raw) => raw,
+        Err(e) => {
+            errors.push(e);
+            return None;
+        }
+    };
+    match validate(raw, &source) {
+        Ok(valid) => Some(valid),
+        Err(mut es) => {
+            errors.append(&mut es);
+            None
+        }
+    }
+}
+
+/// Parse an `upstreams.yaml` text on its own (tests of the proxy stage).
+#[cfg(test)]
+pub fn upstreams_from_str(text: &str) -> Result<UpstreamsConfig, Vec<ConfigError>> {
+    let src = Source::from_text(Path::new("conf"), "upstreams.yaml", text);
+    upstreams::validate(src.parse().map_err(|e| vec![e])?, &src)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("conf")
+    }
+
+    #[test]
+    fn shipped_configuration_is_valid() {
+        let config = Config::load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.server.chat_listen, vec!["0.0.0.0:8080".to_string()]);
+        assert_eq!(
+            config.server.admin_listen,
+            vec!["127.0.0.1:9901".to_string()]
+        );
+        assert_eq!(config.intents.fallback_reply, "亲,转人工客服哦~");
+    }
+
+    #[test]
+    fn a_missing_directory_names_every_file() {
+        let errors = Config::load(Path::new("/nonexistent/kefu")).unwrap_err();
+        assert_eq!(errors.0.len(), 6);
+        assert!(errors.0[0].to_string().contains("server.yaml"));
+    }
+}

@@ -1,0 +1,208 @@
+//! `post.yaml`: what happens to every reply before it leaves: sensitive-word masking (with a
+//! whitelist that wins) and campaign text inside a time window.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use super::ConfigError;
+use super::source::Source;
+use crate::text;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPost {
+    sensitive: RawSensitive,
+    #[serde(default)]
+    campaigns: Vec<RawCampaign>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSensitive {
+    words_file: PathBuf,
+    whitelist_file: Option<PathBuf>,
+    #[serde(default = "default_mask")]
+    mask_char: char,
+    #[serde(default = "default_ignore")]
+    ignore_chars: String,
+}
+
+fn default_mask() -> char {
+    '*'
+}
+
+fn default_ignore() -> String {
+    " ·.-_|/\\".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCampaign {
+    name: String,
+    text: String,
+    start: Timestamp,
+    end: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostConfig {
+    /// Folded, de-duplicated, without words that are also whitelisted.
+    pub sensitive_words: Vec<String>,
+    /// Folded; a sensitive hit inside a whitelist hit is never masked.
+    pub whitelist: Vec<String>,
+    pub mask_char: char,
+    /// Characters skipped between the characters of a word, so `微 信` still matches `微信`.
+    pub ignore_chars: Vec<char>,
+    pub campaigns: Vec<CampaignConfig>,
+}
+
+/// Text spliced into `{campaign}` while `start <= now < end`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignConfig {
+    pub name: String,
+    pub text: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+pub fn validate(raw: RawPost, src: &Source) -> Result<PostConfig, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut read_list = |key: &str, path: &PathBuf| -> Vec<String> {
+        let full = src.resolve(path);
+        match std::fs::read_to_string(&full) {
+            Ok(text) => parse_word_list(&text),
+            Err(e) => {
+                errors.push(src.error_at(
+                    key,
+                    format!("sensitive.{key}: cannot read `{}`: {e}", full.display()),
+                ));
+                Vec::new()
+            }
+        }
+    };
+    let words = read_list("words_file", &raw.sensitive.words_file);
+    let whitelist = match &raw.sensitive.whitelist_file {
+        Some(p) => read_list("whitelist_file", p),
+        None => Vec::new(),
+    };
+    let sensitive_words: Vec<String> = words
+        .into_iter()
+        .filter(|w| !whitelist.contains(w))
+        .collect();
+    let ignore_chars: Vec<char> = raw.sensitive.ignore_chars.chars().collect();
+    if ignore_chars.contains(&raw.sensitive.mask_char) {
+        errors.push(src.error_at(
+            "mask_char",
+            "sensitive.mask_char must not be an ignore_char",
+        ));
+    }
+    for w in sensitive_words.iter().chain(&whitelist) {
+        if w.starts_with(|c| ignore_chars.contains(&c))
+            || w.ends_with(|c| ignore_chars.contains(&c))
+        {
+            errors.push(src.error_at(
+                "words_file",
+                format!("word `{w}` starts or ends with an ignored character"),
+            ));
+        }
+    }
+    let mut campaigns = Vec::with_capacity(raw.campaigns.len());
+    for c in raw.campaigns {
+        if c.end <= c.start {
+            errors.push(src.error_at(
+                "end",
+                format!(
+                    "campaign `{}`: end {} is not after start {}",
+                    c.name, c.end, c.start
+                ),
+            ));
+        }
+        if c.text.contains(['{', '}']) {
+            errors.push(src.error_at(
+                "text",
+                format!("campaign `{}`: text may not contain braces", c.name),
+            ));
+        }
+        campaigns.push(CampaignConfig {
+            name: c.name,
+            text: c.text,
+            start: c.start,
+            end: c.end,
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(PostConfig {
+        sensitive_words,
+        whitelist,
+        mask_char: raw.sensitive.mask_char,
+        ignore_chars,
+        campaigns,
+    })
+}
+
+/// One word per line; `#` starts a comment; words are folded and de-duplicated.
+fn parse_word_list(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let word = line.split('#').next().unwrap_or("").trim();
+        if word.is_empty() {
+            continue;
+        }
+        let folded = text::fold(word);
+        if !words.contains(&folded) {
+            words.push(folded);
+        }
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn check(dir: &Path, text: &str) -> Result<PostConfig, Vec<ConfigError>> {
+        let src = Source::from_text(dir, "post.yaml", text);
+        validate(src.parse().map_err(|e| vec![e])?, &src)
+    }
+
+    #[test]
+    fn word_lists_fold_dedupe_and_skip_comments() {
+        assert_eq!(
+            parse_word_list("# list\nＶＸ\nvx\n加微信 # diversion\n\n"),
+            vec!["vx", "加微信"]
+        );
+    }
+
+    #[test]
+    fn missing_word_file_names_file_and_key() {
+        let e = check(
+            Path::new("/nonexistent"),
+            "sensitive:\n  words_file: words.txt\n",
+        )
+        .unwrap_err();
+        assert_eq!(e[0].line, Some(2));
+        assert!(e[0].reason.contains("/nonexistent/words.txt"), "{e:?}");
+    }
+
+    #[test]
+    fn campaign_window_must_be_ordered() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+        let e = check(
+            &dir,
+            "sensitive: {words_file: words/sensitive.txt}\ncampaigns:\n  - name: a\n    text: t\n    start: 2026-11-12T00:00:00+08:00\n    end: 2026-11-11T00:00:00+08:00\n",
+        )
+        .unwrap_err();
+        assert!(e[0].reason.contains("is not after start"), "{e:?}");
+        let e = check(
+            &dir,
+            "sensitive: {words_file: words/sensitive.txt}\ncampaigns:\n  - name: a\n    text: t\n    start: yesterday\n    end: 2026-11-11T00:00:00+08:00\n",
+        )
+        .unwrap_err();
+        assert_eq!(e[0].line, Some(5), "{e:?}");
+    }
+}

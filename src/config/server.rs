@@ -1,0 +1,219 @@
+//! `server.yaml`: listeners, worker threads, shutdown timing and the chat API's input caps.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use super::source::Source;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    listen: RawListen,
+    #[serde(default = "default_threads")]
+    threads: usize,
+    #[serde(default)]
+    shutdown: RawShutdown,
+    #[serde(default = "default_pid_file")]
+    pid_file: String,
+    #[serde(default = "default_upgrade_sock")]
+    upgrade_sock: String,
+    #[serde(default)]
+    chat: RawChat,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    chat: Vec<String>,
+    admin: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawShutdown {
+    grace_period_seconds: u64,
+    graceful_shutdown_timeout_seconds: u64,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        RawShutdown {
+            grace_period_seconds: 1,
+            graceful_shutdown_timeout_seconds: 10,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawChat {
+    path: String,
+    max_body_bytes: usize,
+    max_text_chars: usize,
+    max_user_id_bytes: usize,
+}
+
+impl Default for RawChat {
+    fn default() -> Self {
+        RawChat {
+            path: "/v1/chat".into(),
+            max_body_bytes: 16 * 1024,
+            max_text_chars: 500,
+            max_user_id_bytes: 128,
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn default_pid_file() -> String {
+    "/tmp/kefu-edge.pid".into()
+}
+
+fn default_upgrade_sock() -> String {
+    "/tmp/kefu-edge-upgrade.sock".into()
+}
+
+/// Process-level settings. Listeners, threads and paths are read at start-up; a reload that
+/// changes them is accepted but logs that a restart (or a SIGQUIT upgrade) is needed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub chat_listen: Vec<String>,
+    pub admin_listen: Vec<String>,
+    pub threads: usize,
+    /// Seconds pingora keeps serving in-flight requests after SIGTERM before stopping runtimes.
+    pub grace_period_seconds: u64,
+    /// Seconds pingora waits for runtimes to stop after the grace period.
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    pub chat: ChatApiConfig,
+}
+
+/// Caps on what `POST /v1/chat` accepts; they apply from the next request after a reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatApiConfig {
+    pub path: String,
+    pub max_body_bytes: usize,
+    pub max_text_chars: usize,
+    pub max_user_id_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Whether `other` differs in a setting that is only read at start-up.
+    pub fn needs_restart(&self, other: &ServerConfig) -> bool {
+        self.chat_listen != other.chat_listen
+            || self.admin_listen != other.admin_listen
+            || self.threads != other.threads
+            || self.grace_period_seconds != other.grace_period_seconds
+            || self.graceful_shutdown_timeout_seconds != other.graceful_shutdown_timeout_seconds
+            || self.pid_file != other.pid_file
+            || self.upgrade_sock != other.upgrade_sock
+    }
+}
+
+pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    for (key, addrs) in [("chat", &raw.listen.chat), ("admin", &raw.listen.admin)] {
+        if addrs.is_empty() {
+            errors.push(src.error_at(key, format!("listen.{key}: at least one address is needed")));
+        }
+        for a in addrs {
+            if a.parse::<SocketAddr>().is_err() {
+                errors.push(src.error_at(
+                    key,
+                    format!("listen.{key}: `{a}` is not an IP:port address"),
+                ));
+            }
+        }
+    }
+    if raw.threads == 0 || raw.threads > 1024 {
+        errors.push(src.error_at("threads", "threads must be between 1 and 1024"));
+    }
+    let chat = raw.chat;
+    if !chat.path.starts_with('/') {
+        errors.push(src.error_at("path", "chat.path must start with `/`"));
+    }
+    if chat.max_body_bytes < 64 || chat.max_body_bytes > 16 * 1024 * 1024 {
+        errors.push(src.error_at(
+            "max_body_bytes",
+            "chat.max_body_bytes must be 64..=16777216",
+        ));
+    }
+    if chat.max_text_chars == 0 || chat.max_text_chars > chat.max_body_bytes {
+        errors.push(src.error_at(
+            "max_text_chars",
+            "chat.max_text_chars must be at least 1 and at most max_body_bytes",
+        ));
+    }
+    if chat.max_user_id_bytes == 0 || chat.max_user_id_bytes > 1024 {
+        errors.push(src.error_at(
+            "max_user_id_bytes",
+            "chat.max_user_id_bytes must be 1..=1024",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(ServerConfig {
+        chat_listen: raw.listen.chat,
+        admin_listen: raw.listen.admin,
+        threads: raw.threads,
+        grace_period_seconds: raw.shutdown.grace_period_seconds,
+        graceful_shutdown_timeout_seconds: raw.shutdown.graceful_shutdown_timeout_seconds,
+        pid_file: raw.pid_file,
+        upgrade_sock: raw.upgrade_sock,
+        chat: ChatApiConfig {
+            path: chat.path,
+            max_body_bytes: chat.max_body_bytes,
+            max_text_chars: chat.max_text_chars,
+            max_user_id_bytes: chat.max_user_id_bytes,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn check(text: &str) -> Result<ServerConfig, Vec<ConfigError>> {
+        let src = Source::from_text(Path::new("conf"), "server.yaml", text);
+        validate(src.parse().map_err(|e| vec![e])?, &src)
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = check("listen: {chat: ['0.0.0.0:8080'], admin: ['127.0.0.1:9901']}\n").unwrap();
+        assert_eq!(c.chat.max_body_bytes, 16384);
+        assert_eq!(c.chat.max_text_chars, 500);
+        assert!(c.threads >= 1);
+    }
+
+    #[test]
+    fn impossible_values_are_named() {
+        let errors = check(
+            "listen:\n  chat: ['nope']\n  admin: []\nthreads: 0\nchat:\n  max_body_bytes: 1\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert!(
+            text.iter().any(|e| e.contains("`nope` is not an IP:port")),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|e| e.contains("listen.admin")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|e| e.starts_with("conf/server.yaml:4: threads")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|e| e.contains("max_body_bytes")),
+            "{text:?}"
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! The `kefu-edge` binary: parse flags, load the configuration, add the services, run.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use pingora::server::Server;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use kefu_edge::admin::AdminApp;
+use kefu_edge::cli::{Cli, Command};
+use kefu_edge::config::Config;
+use kefu_edge::metrics::Metrics;
+use kefu_edge::pipeline::Pipeline;
+use kefu_edge::proxy::KefuProxy;
+use kefu_edge::proxy::upstream::HealthCheckService;
+use kefu_edge::signals::{HangupPipe, ReloadOnHangup};
+use kefu_edge::state::{Reloader, Snapshot};
+
+fn main() -> ExitCode {
+    // First: an unhandled SIGHUP would kill the process.
+    let hangup = match HangupPipe::install() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("kefu-edge: cannot install the SIGHUP handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if cli.test {
+        return check(&cli.conf);
+    }
+    match cli.command {
+        Some(Command::Classify) => classify(&cli.conf),
+        None => serve(cli, hangup),
+    }
+}
+
+/// Load and validate the directory, or print every error.
+fn load(dir: &Path) -> Option<Config> {
+    match Config::load(dir) {
+        Ok(c) => Some(c),
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("kefu-edge: {e}");
+            }
+            eprintln!(
+                "kefu-edge: configuration in {} is invalid ({} errors)",
+                dir.display(),
+                errors.0.len()
+            );
+            None
+        }
+    }
+}
+
+fn check(dir: &Path) -> ExitCode {
+    let Some(config) = load(dir) else {
+        return ExitCode::FAILURE;
+    };
+    match Snapshot::build(config, 1, None) {
+        Ok(_) => {
+            println!("kefu-edge: configuration ok ({})", dir.display());
+            println!("configuration ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kefu-edge: {}: {e:#}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn classify(dir: &Path) -> ExitCode {
+    let Some(config) = load(dir) else {
+        return ExitCode::FAILURE;
+    };
+    let pipeline = match Pipeline::new(&config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("kefu-edge: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in stdin.lines() {
+        let Ok(line) = line else {
+            eprintln!("kefu-edge: stdin is not UTF-8");
+            return ExitCode::FAILURE;
+        };
+        let d = pipeline.decide(line.trim_end_matches('\r'));
+        if writeln!(
+            out,
+            "{}\t{:.4}\t{}",
+            d.intent,
+            d.confidence,
+            d.stage.as_str()
+        )
+        .is_err()
+        {
+            return ExitCode::FAILURE;
+        }
+    }
+    if out.flush().is_err() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(cli: Cli, hangup: HangupPipe) -> ExitCode {
+    let Some(config) = load(&cli.conf) else {
+        return ExitCode::FAILURE;
+    };
+    let metrics = match Metrics::new() {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            eprintln!("kefu-edge: metrics: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server_cfg = config.server.clone();
+    let snapshot = match Snapshot::build(config, 1, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kefu-edge: {}: {e:#}", cli.conf.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let conf = ServerConf {
+        daemon: cli.daemon,
+        threads: server_cfg.threads,
+        pid_file: server_cfg.pid_file.clone(),
+        upgrade_sock: server_cfg.upgrade_sock.clone(),
+        grace_period_seconds: Some(server_cfg.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(server_cfg.graceful_shutdown_timeout_seconds),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: cli.upgrade,
+        daemon: cli.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let reloader = Arc::new(Reloader::new(
+        cli.conf.clone(),
+        snapshot,
+        Arc::clone(&metrics),
+    ));
+    let state = Arc::clone(&reloader.current);
+
+    let mut chat = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        KefuProxy::new(Arc::clone(&state), Arc::clone(&metrics)),
+        "chat",
+    );
+    for addr in &server_cfg.chat_listen {
+        chat.add_tcp(addr);
+    }
+    chat.threads = Some(server_cfg.threads);
+
+    let mut admin = Service::new(
+        "admin".to_string(),
+        AdminApp {
+            reloader: Arc::clone(&reloader),
+            metrics,
+        },
+    );
+    for addr in &server_cfg.admin_listen {
+        admin.add_tcp(addr);
+    }
+    admin.threads = Some(1);
+
+    server.add_service(chat);
+    server.add_service(admin);
+    server.add_service(background_service(
+        "reload on SIGHUP",
+        ReloadOnHangup {
+            pipe: hangup,
+            reloader,
+        },
+    ));
+    server.add_service(background_service(
+        "upstream health checks",
+        HealthCheckService { state },
+    ));
+    log::info!(
+        "kefu-edge {} starting from {}",
+        env!("CARGO_PKG_VERSION"),
+        cli.conf.display()
+    );
+    server.run_forever()
+}

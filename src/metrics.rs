@@ -1,0 +1,229 @@
+//! Prometheus metrics, exported as text on the admin listener.
+//!
+//! Names follow `kefu_<stage>_<what>`; histograms end in `_seconds`. Label values are all
+//! from closed sets (routes, sources, intents, reasons, HTTP statuses), so cardinality is
+//! bounded. Handles for the hot path are resolved once, here, not per request.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::intent::Intent;
+use crate::pipeline::Source;
+
+/// Which part of the public listener served a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Chat,
+    Proxy,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Chat => "chat",
+            Route::Proxy => "proxy",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    answers: [IntCounter; 4],
+    intents: Vec<IntCounter>,
+    edge_denied: IntCounterVec,
+    limited: IntCounterVec,
+    bad_requests: IntCounterVec,
+    pub replies_masked: IntCounter,
+    upstream_failures: IntCounterVec,
+    pub reloads_ok: IntCounter,
+    pub reloads_failed: IntCounter,
+    pub config_generation: IntGauge,
+    pub last_reload_success: IntGauge,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Metrics> {
+        let registry = Registry::new();
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| -> anyhow::Result<IntCounterVec> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let counter = |name: &str, help: &str| -> anyhow::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> anyhow::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let requests = counter_vec(
+            "kefu_http_requests_total",
+            "Requests on the public listener by route and status",
+            &["route", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "kefu_http_request_duration_seconds",
+                "Time from request headers to the end of the response, by route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        registry.register(Box::new(latency.clone()))?;
+        let answers_vec = counter_vec(
+            "kefu_chat_answers_total",
+            "Chat answers by the stage that produced them",
+            &["source"],
+        )?;
+        let answers = Source::ALL.map(|s| answers_vec.with_label_values(&[s.as_str()]));
+        let intents_vec = counter_vec(
+            "kefu_chat_intents_total",
+            "Chat answers by intent",
+            &["intent"],
+        )?;
+        let intents = Intent::ALL
+            .iter()
+            .map(|i| intents_vec.with_label_values(&[i.as_str()]))
+            .collect();
+        Ok(Metrics {
+            requests,
+            latency,
+            answers,
+            intents,
+            edge_denied: counter_vec(
+                "kefu_edge_denied_total",
+                "Requests refused by the edge filter (403) by reason",
+                &["reason"],
+            )?,
+            limited: counter_vec(
+                "kefu_limits_rejected_total",
+                "Requests refused by a token bucket (429) by bucket",
+                &["limit"],
+            )?,
+            bad_requests: counter_vec(
+                "kefu_chat_bad_requests_total",
+                "Chat requests refused as invalid (400/405/413) by error code",
+                &["code"],
+            )?,
+            replies_masked: counter(
+                "kefu_post_replies_masked_total",
+                "Replies in which the reply filter masked sensitive words",
+            )?,
+            upstream_failures: counter_vec(
+                "kefu_upstream_failures_total",
+                "Proxied requests that failed (502/504) by pool",
+                &["pool"],
+            )?,
+            reloads_ok: counter(
+                "kefu_config_reloads_ok_total",
+                "Configuration reloads that took effect",
+            )?,
+            reloads_failed: counter(
+                "kefu_config_reloads_failed_total",
+                "Configuration reloads refused; the previous configuration kept serving",
+            )?,
+            config_generation: gauge(
+                "kefu_config_generation",
+                "Generation of the configuration now serving (1 at start-up)",
+            )?,
+            last_reload_success: gauge(
+                "kefu_config_last_reload_success",
+                "1 if the last reload attempt succeeded (or none was made), 0 if it was refused",
+            )?,
+            registry,
+        })
+    }
+
+    pub fn observe_request(&self, route: Route, status: u16, seconds: f64) {
+        let buf = itoa_status(status);
+        let status = std::str::from_utf8(&buf).unwrap_or("0");
+        self.requests
+            .with_label_values(&[route.as_str(), status])
+            .inc();
+        self.latency
+            .with_label_values(&[route.as_str()])
+            .observe(seconds);
+    }
+
+    pub fn answered(&self, source: Source, intent: Intent) {
+        self.answers[source as usize].inc();
+        self.intents[intent.index()].inc();
+    }
+
+    pub fn edge_denied(&self, reason: &str) {
+        self.edge_denied.with_label_values(&[reason]).inc();
+    }
+
+    pub fn limited(&self, limit: &str) {
+        self.limited.with_label_values(&[limit]).inc();
+    }
+
+    pub fn bad_request(&self, code: &str) {
+        self.bad_requests.with_label_values(&[code]).inc();
+    }
+
+    pub fn upstream_failure(&self, pool: &str) {
+        self.upstream_failures.with_label_values(&[pool]).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec only fails on metric families that cannot exist here.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// Three ASCII digits of an HTTP status, without allocating.
+fn itoa_status(status: u16) -> [u8; 3] {
+    let s = status.min(999);
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::new().unwrap();
+        m.observe_request(Route::Chat, 200, 0.0004);
+        m.observe_request(Route::Chat, 429, 0.0001);
+        m.answered(Source::Rule, Intent::Coupon);
+        m.edge_denied("user_agent");
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(r#"kefu_http_requests_total{route="chat",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"kefu_http_requests_total{route="chat",status="429"} 1"#));
+        assert!(text.contains(r#"kefu_chat_answers_total{source="rule"} 1"#));
+        assert!(text.contains(r#"kefu_chat_intents_total{intent="coupon"} 1"#));
+        assert!(text.contains(r#"kefu_edge_denied_total{reason="user_agent"} 1"#));
+        assert!(text.contains("kefu_http_request_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn status_digits() {
+        assert_eq!(&itoa_status(200), b"200");
+        assert_eq!(&itoa_status(5), b"005");
+    }
+}

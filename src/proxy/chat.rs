@@ -1,0 +1,125 @@
+//! `POST /v1/chat` inside the proxy: read the body under its cap, parse, per-user bucket,
+//! the decision pipeline, the JSON answer. Everything the shopper gets back is either the
+//! answer or an [`ApiError`]; nothing here panics on input.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::Method;
+use pingora::Result;
+use pingora::proxy::Session;
+
+use super::{KefuProxy, RequestCtx, respond};
+use crate::api::{self, ApiError, Limits};
+use crate::state::Snapshot;
+
+/// A shopper's client sends a 16 KiB body in well under this; a slower one is holding a
+/// connection open on purpose.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Body {
+    Ok(Bytes),
+    TooLarge,
+}
+
+impl KefuProxy {
+    pub(super) async fn serve_chat(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        snap: &Snapshot,
+    ) -> Result<bool> {
+        let caps = &snap.config.server.chat;
+        if session.req_header().method != Method::POST {
+            let e = ApiError::new(405, "method_not_allowed", format!("use POST {}", caps.path));
+            self.metrics.bad_request(e.code);
+            return self.refuse(session, ctx, &e).await;
+        }
+        let too_large = || {
+            ApiError::new(
+                413,
+                "body_too_large",
+                format!("body is larger than {} bytes", caps.max_body_bytes),
+            )
+        };
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > caps.max_body_bytes) {
+            let e = too_large();
+            self.metrics.bad_request(e.code);
+            return self.refuse(session, ctx, &e).await;
+        }
+        let expects_continue = session
+            .req_header()
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if expects_continue {
+            session
+                .as_downstream_mut()
+                .write_continue_response()
+                .await?;
+        }
+        let body = match read_body(session, caps.max_body_bytes).await? {
+            Body::Ok(b) => b,
+            Body::TooLarge => {
+                let e = too_large();
+                self.metrics.bad_request(e.code);
+                return self.refuse(session, ctx, &e).await;
+            }
+        };
+        let limits = Limits {
+            max_text_chars: caps.max_text_chars,
+            max_user_id_bytes: caps.max_user_id_bytes,
+        };
+        let request = match api::parse_chat(&body, limits) {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.bad_request(e.code);
+                return self.refuse(session, ctx, &e).await;
+            }
+        };
+        if let Err(limited) = snap.limits.check_user(&request.user_id) {
+            self.metrics.limited(limited.kind.as_str());
+            return self.refuse(session, ctx, &ApiError::from(limited)).await;
+        }
+        let answer = snap.pipeline.answer(&request.text);
+        self.metrics.answered(answer.source, answer.intent);
+        let trace_id = self.trace_ids.next();
+        respond::json(session, 200, api::answer_json(&answer, &trace_id), None).await?;
+        Ok(true)
+    }
+}
+
+/// Read the whole body, stopping as soon as it exceeds `cap`. One chunk (the usual case for
+/// a small JSON body) is returned without a copy.
+async fn read_body(session: &mut Session, cap: usize) -> Result<Body> {
+    session.set_read_timeout(Some(BODY_READ_TIMEOUT));
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(chunk) = session.read_request_body().await? {
+        total += chunk.len();
+        if total > cap {
+            return Ok(Body::TooLarge);
+        }
+        if let Some(j) = joined.as_mut() {
+            j.extend_from_slice(&chunk);
+        } else if let Some(f) = first.take() {
+            let mut j = BytesMut::with_capacity(total.max(1024));
+            j.extend_from_slice(&f);
+            j.extend_from_slice(&chunk);
+            joined = Some(j);
+        } else {
+            first = Some(chunk);
+        }
+    }
+    Ok(Body::Ok(match joined {
+        Some(j) => j.freeze(),
+        None => first.unwrap_or_default(),
+    }))
+}

@@ -1,0 +1,88 @@
+//! Writing JSON answers from inside a Pingora filter, and the one table that maps errors to
+//! HTTP statuses.
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{ErrorSource, ErrorType, Result};
+
+use crate::api::ApiError;
+use crate::edge::DenyReason;
+use crate::limits::Limited;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// Write a complete JSON response.
+pub async fn json(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    extra: Option<(http::HeaderName, HeaderValue)>,
+) -> Result<()> {
+    let mut header = ResponseHeader::build(status, Some(4))?;
+    header.insert_header(CONTENT_TYPE, JSON)?;
+    header.insert_header(CONTENT_LENGTH, body.len())?;
+    if let Some((name, value)) = extra {
+        header.insert_header(name, value)?;
+    }
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
+}
+
+/// Write an error answer (`{"error":{"code","message"}}`), with `Retry-After` for 429s and
+/// `Allow` for 405s.
+pub async fn error(session: &mut Session, e: &ApiError) -> Result<()> {
+    let extra = match (e.status, e.retry_after) {
+        (429, Some(secs)) => Some((RETRY_AFTER, HeaderValue::from(secs))),
+        (405, _) => Some((http::header::ALLOW, HeaderValue::from_static("POST"))),
+        _ => None,
+    };
+    json(session, e.status, e.to_json(), extra).await
+}
+
+impl From<DenyReason> for ApiError {
+    fn from(r: DenyReason) -> ApiError {
+        ApiError::new(
+            403,
+            "forbidden",
+            format!("request blocked by edge rules ({})", r.as_str()),
+        )
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(l: Limited) -> ApiError {
+        let mut e = ApiError::new(
+            429,
+            "rate_limited",
+            format!("too many requests ({} limit); retry later", l.kind.as_str()),
+        );
+        e.retry_after = Some(l.retry_after_secs());
+        e
+    }
+}
+
+/// The status and error code for a failed proxied request.
+pub fn proxy_failure(e: &pingora::Error) -> ApiError {
+    match e.etype() {
+        ErrorType::HTTPStatus(404) => ApiError::new(404, "not_found", "no route for this path"),
+        ErrorType::HTTPStatus(code) if *code >= 400 => {
+            ApiError::new(*code, "bad_gateway", "no healthy upstream")
+        }
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            ApiError::new(504, "gateway_timeout", "upstream timed out")
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => ApiError::new(502, "bad_gateway", "upstream failed"),
+            ErrorSource::Downstream => ApiError::new(400, "bad_request", "bad request"),
+            ErrorSource::Internal | ErrorSource::Unset => {
+                ApiError::new(500, "internal", "internal error")
+            }
+        },
+    }
+}

@@ -1,0 +1,177 @@
+//! Upstream pools for the reverse-proxied paths: pingora's `LoadBalancer` (round robin over
+//! healthy backends) per pool, health-checked by one background service that follows
+//! reloads. A pool whose configuration did not change is carried over by a reload with its
+//! health state, so a SIGHUP never sends traffic to a backend already known to be down.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use pingora::http::RequestHeader;
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::{LoadBalancer, selection::RoundRobin};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::{HealthCheckKind, PoolConfig, UpstreamsConfig};
+use crate::state::Snapshot;
+
+pub struct Pool {
+    pub name: String,
+    config: PoolConfig,
+    lb: LoadBalancer<RoundRobin>,
+    next_check: std::sync::Mutex<Instant>,
+}
+
+impl Pool {
+    fn new(name: &str, config: &PoolConfig) -> anyhow::Result<Pool> {
+        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(config.servers.iter().copied())?;
+        let check: Box<dyn HealthCheck + Send + Sync> = match config.health_check.kind {
+            HealthCheckKind::Tcp => TcpHealthCheck::new(),
+            HealthCheckKind::Http => {
+                let mut hc = HttpHealthCheck::new(&config.health_check.host, false);
+                let mut req =
+                    RequestHeader::build("GET", config.health_check.path.as_bytes(), None)?;
+                req.append_header("Host", config.health_check.host.as_str())?;
+                hc.req = req;
+                Box::new(hc)
+            }
+        };
+        lb.set_health_check(check);
+        Ok(Pool {
+            name: name.to_owned(),
+            config: config.clone(),
+            lb,
+            next_check: std::sync::Mutex::new(Instant::now()),
+        })
+    }
+
+    /// A healthy backend, round robin; `None` when every backend is down.
+    pub fn select(&self) -> Option<HttpPeer> {
+        let backend = self.lb.select(b"", 256)?;
+        let mut peer = HttpPeer::new(backend.addr, false, String::new());
+        peer.options.connection_timeout = Some(self.config.connect_timeout);
+        peer.options.read_timeout = Some(self.config.read_timeout);
+        Some(peer)
+    }
+
+    /// Run the health check if its interval has passed.
+    async fn check_if_due(&self, now: Instant) {
+        {
+            let mut next = self.next_check.lock().unwrap_or_else(|e| e.into_inner());
+            if *next > now {
+                return;
+            }
+            *next = now + self.config.health_check.interval;
+        }
+        self.lb.backends().run_health_check(true).await;
+    }
+}
+
+/// All pools and the prefix routes onto them.
+pub struct Upstreams {
+    pools: IndexMap<String, Arc<Pool>>,
+    /// Longest prefix first.
+    routes: Vec<(String, Arc<Pool>)>,
+}
+
+impl Upstreams {
+    /// Build from configuration, reusing pools of `previous` whose configuration is equal.
+    pub fn new(cfg: &UpstreamsConfig, previous: Option<&Upstreams>) -> anyhow::Result<Upstreams> {
+        let mut pools = IndexMap::with_capacity(cfg.pools.len());
+        for (name, pc) in &cfg.pools {
+            let reused = previous
+                .and_then(|p| p.pools.get(name))
+                .filter(|p| p.config == *pc)
+                .cloned();
+            let pool = match reused {
+                Some(p) => p,
+                None => Arc::new(Pool::new(name, pc)?),
+            };
+            pools.insert(name.clone(), pool);
+        }
+        let routes = cfg
+            .routes
+            .iter()
+            .filter_map(|r| {
+                pools
+                    .get(&r.pool)
+                    .map(|p| (r.prefix.clone(), Arc::clone(p)))
+            })
+            .collect();
+        Ok(Upstreams { pools, routes })
+    }
+
+    /// The pool serving `path`, by longest prefix.
+    pub fn route(&self, path: &str) -> Option<&Arc<Pool>> {
+        self.routes
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|(_, pool)| pool)
+    }
+
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.pools.values()
+    }
+}
+
+/// Health checks for the pools of whatever configuration is current.
+pub struct HealthCheckService {
+    pub state: Arc<ArcSwap<Snapshot>>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthCheckService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let tick = Duration::from_millis(100);
+        loop {
+            let snapshot = self.state.load_full();
+            let now = Instant::now();
+            for pool in snapshot.upstreams.pools() {
+                pool.check_if_due(now).await;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(yaml: &str) -> UpstreamsConfig {
+        crate::config::upstreams_from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn routes_by_longest_prefix_and_reuses_unchanged_pools() {
+        let c = cfg(
+            "pools:\n  a: {servers: ['127.0.0.1:1']}\n  b: {servers: ['127.0.0.1:2']}\nroutes:\n  - {prefix: /, pool: a}\n  - {prefix: /api/, pool: b}\n",
+        );
+        let u = Upstreams::new(&c, None).unwrap();
+        assert_eq!(u.route("/api/x").unwrap().name, "b");
+        assert_eq!(u.route("/index.html").unwrap().name, "a");
+        let peer = u.route("/").unwrap().select().unwrap();
+        assert_eq!(peer._address.to_string(), "127.0.0.1:1");
+
+        let c2 = cfg(
+            "pools:\n  a: {servers: ['127.0.0.1:1']}\n  b: {servers: ['127.0.0.1:3']}\nroutes:\n  - {prefix: /, pool: a}\n",
+        );
+        let u2 = Upstreams::new(&c2, Some(&u)).unwrap();
+        assert!(Arc::ptr_eq(&u.pools["a"], &u2.pools["a"]));
+        assert!(!Arc::ptr_eq(&u.pools["b"], &u2.pools["b"]));
+        assert!(u2.route("/api/x").unwrap().name == "a");
+    }
+
+    #[test]
+    fn no_route_means_no_pool() {
+        let u = Upstreams::new(&cfg("{}"), None).unwrap();
+        assert!(u.route("/").is_none());
+    }
+}

@@ -1,0 +1,168 @@
+//! Reply templates: literal text with `{variable}` holes, parsed once at load time so that
+//! rendering is a few `push_str`s and unknown variables are configuration errors.
+
+use std::fmt;
+
+/// A variable a template may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Var {
+    /// The open campaign's text from `post.yaml`, or nothing.
+    Campaign,
+}
+
+impl Var {
+    const ALL: &'static [(&'static str, Var)] = &[("campaign", Var::Campaign)];
+}
+
+/// Values for the variables of one rendering.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Vars<'a> {
+    pub campaign: &'a str,
+}
+
+impl Vars<'_> {
+    fn get(&self, var: Var) -> &str {
+        match var {
+            Var::Campaign => self.campaign,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    Text(String),
+    Var(Var),
+}
+
+/// A parsed reply template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    source: String,
+    segments: Vec<Segment>,
+    literal_len: usize,
+}
+
+/// Why a template does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unknown variable `{{{0}}}` (known: {{campaign}})")]
+    UnknownVar(String),
+    #[error("unclosed `{{` (write `{{{{` for a literal brace)")]
+    Unclosed,
+    #[error("stray `}}` (write `}}}}` for a literal brace)")]
+    Stray,
+    #[error("empty template")]
+    Empty,
+}
+
+impl Template {
+    pub fn parse(source: &str) -> Result<Template, TemplateError> {
+        if source.trim().is_empty() {
+            return Err(TemplateError::Empty);
+        }
+        let mut segments = Vec::new();
+        let mut text = String::new();
+        let mut chars = source.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    text.push('{');
+                }
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) => name.push(c),
+                            None => return Err(TemplateError::Unclosed),
+                        }
+                    }
+                    let var = Var::ALL
+                        .iter()
+                        .find(|(n, _)| *n == name.trim())
+                        .map(|(_, v)| *v)
+                        .ok_or(TemplateError::UnknownVar(name))?;
+                    if !text.is_empty() {
+                        segments.push(Segment::Text(std::mem::take(&mut text)));
+                    }
+                    segments.push(Segment::Var(var));
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    text.push('}');
+                }
+                '}' => return Err(TemplateError::Stray),
+                c => text.push(c),
+            }
+        }
+        if !text.is_empty() {
+            segments.push(Segment::Text(text));
+        }
+        let literal_len = segments
+            .iter()
+            .map(|s| match s {
+                Segment::Text(t) => t.len(),
+                Segment::Var(_) => 0,
+            })
+            .sum();
+        Ok(Template {
+            source: source.to_owned(),
+            segments,
+            literal_len,
+        })
+    }
+
+    /// Append the rendered text to `out`.
+    pub fn render_into(&self, vars: &Vars<'_>, out: &mut String) {
+        out.reserve(self.literal_len + vars.campaign.len());
+        for s in &self.segments {
+            match s {
+                Segment::Text(t) => out.push_str(t),
+                Segment::Var(v) => out.push_str(vars.get(*v)),
+            }
+        }
+    }
+
+    pub fn render(&self, vars: &Vars<'_>) -> String {
+        let mut out = String::new();
+        self.render_into(vars, &mut out);
+        out
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_variables_and_escapes() {
+        let t = Template::parse("亲，{campaign}下单{{立减}}").unwrap();
+        let vars = Vars {
+            campaign: "双11满300减40，",
+        };
+        assert_eq!(t.render(&vars), "亲，双11满300减40，下单{立减}");
+        assert_eq!(t.render(&Vars::default()), "亲，下单{立减}");
+    }
+
+    #[test]
+    fn rejects_unknown_and_broken_variables() {
+        assert_eq!(
+            Template::parse("亲{order}"),
+            Err(TemplateError::UnknownVar("order".into()))
+        );
+        assert_eq!(Template::parse("亲{campaign"), Err(TemplateError::Unclosed));
+        assert_eq!(Template::parse("亲}"), Err(TemplateError::Stray));
+        assert_eq!(Template::parse("  "), Err(TemplateError::Empty));
+    }
+}
