@@ -70,6 +70,8 @@ pub struct Answer {
     pub confidence: f32,
     pub source: Source,
     pub reply: String,
+    /// Whether the reply filter masked anything.
+    pub masked: bool,
 }
 
 pub struct Pipeline {
@@ -125,19 +127,21 @@ impl Pipeline {
                 Source::Fallback
             }
         };
+        let (reply, masked) = self.finish(reply);
         Answer {
             intent: decision.intent,
             confidence: decision.confidence,
             source,
-            reply: self.finish(reply),
+            reply,
+            masked,
         }
     }
 
-    /// Pass a reply from any source through the reply filter.
-    pub fn finish(&self, reply: String) -> String {
+    /// Pass a reply from any source through the reply filter; `true` if it masked.
+    pub fn finish(&self, reply: String) -> (String, bool) {
         match self.post.filter(&reply) {
-            Cow::Borrowed(_) => reply,
-            Cow::Owned(masked) => masked,
+            Cow::Borrowed(_) => (reply, false),
+            Cow::Owned(masked) => (masked, true),
         }
     }
 }

@@ -24,7 +24,7 @@ local cjson = require "cjson"
 local cjson_safe = require "cjson.safe"
 
 local decode = cjson_safe.decode
-local find, lower, gsub, sub = string.find, string.lower, string.gsub, string.sub
+local find, lower, gsub, sub, gmatch = string.find, string.lower, string.gsub, string.sub, string.gmatch
 local type = type
 local re_find = ngx.re.find
 local read_body = ngx.req.read_body
@@ -36,6 +36,8 @@ local tohex = require("bit").tohex
 
 -- Built by init().
 local KW, KW_LEN, KW_INTENT, NKW          -- flat keyword list, longest first
+local KW_FIRST, USE_INDEX                 -- first character of each keyword; "index" matcher
+local SEEN, GEN = {}, 0                   -- character -> generation it was last seen in
 local PRIO, EXCL                          -- per intent index
 local PAT, PAT_INTENT, NPAT               -- regex patterns with their intent index
 local REPLY_HEAD, REPLY_N, RR             -- per intent: JSON up to `"trace_id":"`, count, cursor
@@ -75,7 +77,14 @@ local function chars(s)
     return n
 end
 
-function _M.init(data_module)
+-- One UTF-8 character (the text is known to be valid UTF-8 by then).
+local UTF8_CHAR = "[%z\1-\127\194-\244][\128-\191]*"
+
+-- matcher: "scan" (default) searches every keyword with string.find; "index" first notes
+-- which characters the text contains and searches only keywords whose first character is
+-- among them (same result, fewer searches: a stronger reference when there are hundreds of
+-- keywords).
+function _M.init(data_module, matcher)
     local data = require(data_module)
     local intents = data.intents
     PRIO, EXCL, REPLY_HEAD, REPLY_N, RR = {}, {}, {}, {}, {}
@@ -99,9 +108,14 @@ function _M.init(data_module)
             PAT[NPAT], PAT_INTENT[NPAT] = p, i
         end
     end
-    KW, KW_LEN, KW_INTENT, NKW = {}, {}, {}, #data.keywords
+    if matcher ~= nil and matcher ~= "" and matcher ~= "scan" and matcher ~= "index" then
+        error("kefu_rules: matcher must be scan or index, not " .. tostring(matcher))
+    end
+    USE_INDEX = matcher == "index"
+    KW, KW_LEN, KW_INTENT, KW_FIRST, NKW = {}, {}, {}, {}, #data.keywords
     for k, e in ipairs(data.keywords) do
         KW[k], KW_LEN[k], KW_INTENT[k] = e[1], e[2], e[3]
+        KW_FIRST[k] = string.match(e[1], "^" .. UTF8_CHAR)
         if k > 1 and KW_LEN[k] > KW_LEN[k - 1] then
             error("kefu_rules: keywords must be sorted longest first")
         end
@@ -144,6 +158,10 @@ local function excluded(t, i)
     return false
 end
 
+-- Regex patterns run through PCRE (JIT, UTF-8 mode) on the folded text, leftmost-first like
+-- Rust's regex::find; \d and \s are ASCII-only in PCRE where Rust's are Unicode, which only
+-- matters for non-ASCII digits and spaces other than U+3000 (folded to a space before).
+--
 -- Returns the winning intent index or nil. The candidate with the longest hit wins, then the
 -- higher priority, then the intent listed first; an intent with an exclusion hit is no
 -- candidate at all. Keywords are sorted longest first, so the scan stops as soon as no
@@ -154,13 +172,22 @@ local function classify(t)
         local from, to = re_find(t, PAT[p], "Ujo")
         if from then
             local i = PAT_INTENT[p]
-            local len = chars(sub(t, from, to))
+            -- kefu-edge counts a hit's characters and an empty match as 1.
+            local len = to >= from and chars(sub(t, from, to)) or 1
             local prio = PRIO[i]
-            if len > 0 and (not best or len > best_len
+            if (not best or len > best_len
                     or (len == best_len and (prio > best_prio or (prio == best_prio and i < best))))
                     and not excluded(t, i) then
                 best, best_len, best_prio = i, len, prio
             end
+        end
+    end
+    local gen
+    if USE_INDEX then
+        GEN = GEN + 1
+        gen = GEN
+        for c in gmatch(t, UTF8_CHAR) do
+            SEEN[c] = gen
         end
     end
     for k = 1, NKW do
@@ -168,7 +195,7 @@ local function classify(t)
         if len < best_len then
             break
         end
-        if find(t, KW[k], 1, true) then
+        if (not gen or SEEN[KW_FIRST[k]] == gen) and find(t, KW[k], 1, true) then
             local i = KW_INTENT[k]
             local prio = PRIO[i]
             if (not best or len > best_len or prio > best_prio or (prio == best_prio and i < best))

@@ -118,6 +118,7 @@ mod tests {
             confidence: 1.0,
             source: Source::Rule,
             reply: "亲，\"券\"在这里".into(),
+            masked: false,
         };
         let v: serde_json::Value = serde_json::from_slice(&answer_json(&a, "t1")).unwrap();
         assert_eq!(v["reply"], "亲，\"券\"在这里");

@@ -40,8 +40,8 @@ struct RawShutdown {
 impl Default for RawShutdown {
     fn default() -> Self {
         RawShutdown {
-            grace_period_seconds: 1,
-            graceful_shutdown_timeout_seconds: 10,
+            grace_period_seconds: 3,
+            graceful_shutdown_timeout_seconds: 5,
         }
     }
 }

@@ -89,6 +89,9 @@ impl KefuProxy {
         }
         let answer = snap.pipeline.answer(&request.text);
         self.metrics.answered(answer.source, answer.intent);
+        if answer.masked {
+            self.metrics.replies_masked.inc();
+        }
         let trace_id = self.trace_ids.next();
         respond::json(session, 200, api::answer_json(&answer, &trace_id), None).await?;
         Ok(true)
