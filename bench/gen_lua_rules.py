@@ -21,7 +21,8 @@ length in characters; `{campaign}` is rendered with the campaign of post.yaml th
 `{{` / `}}` are literal braces.
 
 Usage:
-  bench/gen_lua_rules.py --conf bench/conf --out /tmp/dir [--intents FILE] [--campaign TEXT]
+  bench/gen_lua_rules.py --conf bench/conf --out /tmp/dir [--intents FILE] [--limits FILE|none]
+                         [--campaign TEXT]
 
 Missing files fall back to the shipped conf/ (intents.yaml) or to permissive defaults (edge,
 limits, post, server). Exits non-zero with the file and reason on anything kefu-edge would
@@ -356,6 +357,8 @@ def main() -> int:
     ap.add_argument("--conf", default=os.path.join(ROOT, "conf"),
                     help="kefu-edge configuration directory (default: conf/)")
     ap.add_argument("--intents", help="intents.yaml to use (default: CONF/intents.yaml, else conf/intents.yaml)")
+    ap.add_argument("--limits", help="limits.yaml to mirror (default: CONF/limits.yaml); `none`: "
+                    "a per-IP zone high enough never to throttle a benchmark")
     ap.add_argument("--campaign", help="text for {campaign} (default: the campaign of CONF/post.yaml open now)")
     ap.add_argument("--out", required=True, help="directory to write into (created)")
     args = ap.parse_args()
@@ -371,7 +374,12 @@ def main() -> int:
 
     try:
         edge, edge_src = optional("edge.yaml")
-        limits, limits_src = optional("limits.yaml")
+        if args.limits == "none":
+            limits, limits_src = None, "(no limits.yaml: --limits none)"
+        elif args.limits:
+            limits, limits_src = load_yaml(args.limits) or {}, args.limits
+        else:
+            limits, limits_src = optional("limits.yaml")
         post, post_src = optional("post.yaml")
         server, _ = optional("server.yaml")
         chat = {"max_body_bytes": 16384, "max_text_chars": 500, "max_user_id_bytes": 128}

@@ -36,16 +36,16 @@
 #   DURATION=10   seconds per measured run          WARMUP=3     seconds of warm-up per start
 #   ROUNDS=3      interleaved rounds                 CONNS=64     wrk connections
 #   SERVERS="nginx ping kefu"  which servers (e.g. SERVERS=nginx to test the harness alone)
+#   (relative paths are taken from the repository root)
 #   SAMPLES=tests/data/intent_samples.tsv  messages for chat (first column; '#' skipped);
 #            ../shared/data/jddc2019_customer_messages.txt replays real shopper traffic.
 #   KEFU_CONF=bench/conf   kefu-edge's conf dir; the nginx tier's rules, edge filter and
-#            limits are generated from it (intents.yaml falls back to conf/intents.yaml).
-#   NGINX_MATCHER=scan  the Lua tier's keyword search: scan = string.find over every keyword
-#            (the classic OpenResty loop); index = only keywords whose first character occurs
-#            in the text (same answers, a stronger reference with hundreds of keywords)
+#            limits are generated from it (intents.yaml falls back to conf/intents.yaml; with
+#            no such directory, nginx alone runs conf/'s rules with non-throttling limits).
 #   LOAD=80       also run the paced mode at this % of each server's max
 #   MAX_NGINX=, MAX_KEFU=  with LOAD: skip the max rounds and use these req/s instead
 #   CAL_SECONDS=3 seconds per calibration run of the paced mode
+#   USERS=4096    distinct user_ids in the load (bench/wrk/chat.lua)
 #   SERVER_CORE=0 WRK_CORE=1
 #   KEFU_BIN, PING_BIN      other binaries than target/release/{kefu-edge,examples/ping}
 # Output: the table on stdout; raw wrk output, server logs and results.tsv stay in the
@@ -64,7 +64,6 @@ SAMPLES=${SAMPLES:-$ROOT/tests/data/intent_samples.tsv}
 KEFU_CONF=${KEFU_CONF:-bench/conf}
 LOAD=${LOAD:-}
 CAL_SECONDS=${CAL_SECONDS:-3}
-NGINX_MATCHER=${NGINX_MATCHER:-scan}
 SERVER_CORE=${SERVER_CORE:-0}
 WRK_CORE=${WRK_CORE:-1}
 
@@ -123,7 +122,6 @@ fi
 if has nginx || has kefu; then
     [[ -r $SAMPLES ]] || die "no messages file $SAMPLES (set SAMPLES=...; e.g. ../shared/data/jddc2019_customer_messages.txt)"
 fi
-[[ $NGINX_MATCHER == scan || $NGINX_MATCHER == index ]] || die "NGINX_MATCHER must be scan or index"
 [[ -z $LOAD ]] || [[ $LOAD =~ ^[0-9]+$ && $LOAD -ge 5 && $LOAD -le 100 ]] || die "LOAD must be a percentage (5..100)"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -140,17 +138,22 @@ printf 'round\tserver\trps\tp50_us\tp99_us\tp999_us\tmax_us\tnon200\tsocket_erro
 
 # ------------------------------------------------------------------ nginx tier files
 if has nginx; then
-    gen_conf=$KEFU_CONF
-    [[ -d $gen_conf ]] || gen_conf=conf
-    if ! python3 bench/gen_lua_rules.py --conf "$gen_conf" --out "$WORK/gen" 2>"$WORK/gen.log"; then
+    gen_args=(--conf "$KEFU_CONF")
+    if [[ ! -d $KEFU_CONF ]]; then
+        # No bench configuration yet (nginx alone): the shipped rules, but not the shipped
+        # limits, which would throttle the benchmark (per_ip 50r/s).
+        say "$KEFU_CONF does not exist: nginx tier from conf/ with non-throttling limits"
+        gen_args=(--conf conf --limits none)
+    fi
+    if ! python3 bench/gen_lua_rules.py "${gen_args[@]}" --out "$WORK/gen" 2>"$WORK/gen.log"; then
         cat "$WORK/gen.log" >&2
-        die "generating the Lua rules from $gen_conf failed"
+        die "generating the Lua rules (${gen_args[*]}) failed"
     fi
     sed 's/^/   /' "$WORK/gen.log" >&2
     mkdir -p "$WORK/nginx"
     sed -e "s#@RUN_DIR@#$WORK/nginx#g" -e "s#@GEN_DIR@#$WORK/gen#g" \
         -e "s#@LUA_DIR@#$ROOT/bench/nginx#g" -e "s#@LISTEN@#$NGINX_ADDR#g" \
-        -e "s#@CHAT_PATH@#/v1/chat#g" -e "s#@MATCHER@#$NGINX_MATCHER#g" bench/nginx/nginx.conf.in >"$WORK/nginx/nginx.conf"
+        -e "s#@CHAT_PATH@#/v1/chat#g" bench/nginx/nginx.conf.in >"$WORK/nginx/nginx.conf"
     nginx -t -q -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" \
         || die "nginx -t failed; see $WORK/nginx/error.log"
 fi
@@ -276,7 +279,7 @@ col() {  # col SERVER COLUMN [ROUND_FILTER] -> values
 READY_BODY=$(first_sample 2>/dev/null || echo '{"user_id":"ready","text":"你好"}')
 
 say "kefu-edge rule-path benchmark: $(date -u +%FT%TZ), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-say "servers: $SERVERS (nginx keyword matcher: $NGINX_MATCHER); server on core $SERVER_CORE, wrk -t1 -c$CONNS on core $WRK_CORE; ${ROUNDS} rounds x ${DURATION}s (+${WARMUP}s warm-up); messages: $SAMPLES ($(grep -cv '^#' "$SAMPLES" 2>/dev/null || echo 0) lines)"
+say "servers: $SERVERS; server on core $SERVER_CORE, wrk -t1 -c$CONNS on core $WRK_CORE; ${ROUNDS} rounds x ${DURATION}s (+${WARMUP}s warm-up); messages: $SAMPLES ($(grep -cv '^#' "$SAMPLES" 2>/dev/null || echo 0) lines)"
 say "work directory: $WORK"
 
 order=()

@@ -24,7 +24,8 @@ local cjson = require "cjson"
 local cjson_safe = require "cjson.safe"
 
 local decode = cjson_safe.decode
-local find, lower, gsub, sub, gmatch = string.find, string.lower, string.gsub, string.sub, string.gmatch
+local NULL = cjson.null
+local find, lower, gsub, sub = string.find, string.lower, string.gsub, string.sub
 local type = type
 local re_find = ngx.re.find
 local read_body = ngx.req.read_body
@@ -36,8 +37,6 @@ local tohex = require("bit").tohex
 
 -- Built by init().
 local KW, KW_LEN, KW_INTENT, NKW          -- flat keyword list, longest first
-local KW_FIRST, USE_INDEX                 -- first character of each keyword; "index" matcher
-local SEEN, GEN = {}, 0                   -- character -> generation it was last seen in
 local PRIO, EXCL                          -- per intent index
 local PAT, PAT_INTENT, NPAT               -- regex patterns with their intent index
 local REPLY_HEAD, REPLY_N, RR             -- per intent: JSON up to `"trace_id":"`, count, cursor
@@ -47,29 +46,32 @@ local FOLD = {}                           -- 3-byte UTF-8 full-width char -> ASC
 
 local TAIL = '"}'
 
--- trace_id: 32 hex digits, unique per worker start (24 from time, pid and a random word) and
--- per request (an 8-digit counter). Not $request_id: nginx fills that from OpenSSL 3.0's
+-- trace_id: 16 hex digits like kefu-edge's (src/api/mod.rs): a random 32-bit prefix per
+-- worker and a 32-bit request counter. Not $request_id: nginx fills that from OpenSSL 3.0's
 -- RAND_bytes, which cost about 15 us per request on the bench box, more than all the rule
 -- work together; a reference tier that paid it would flatter kefu-edge.
 local TRACE_PREFIX, SEQ = nil, 0
 
 local function new_trace_prefix()
-    TRACE_PREFIX = tohex(ngx.time(), 8) .. tohex(ngx.worker.pid(), 8) .. tohex(math.random(0, 0x7fffffff), 8)
+    TRACE_PREFIX = tohex(math.random(0, 0x7fffffff) * 2 + math.random(0, 1), 8)
 end
 
 local function err_body(code, message)
     return '{"error":{"code":' .. cjson.encode(code) .. ',"message":' .. cjson.encode(message) .. '}}'
 end
 
+-- Codes as kefu-edge's (src/api/request.rs, src/proxy/chat.rs); messages shortened.
 local ERR_METHOD = err_body("method_not_allowed", "use POST")
-local ERR_EMPTY = err_body("bad_request", "empty request body")
-local ERR_UTF8 = err_body("bad_request", "request body is not valid UTF-8")
-local ERR_JSON = err_body("bad_request", "malformed JSON")
-local ERR_USER = err_body("bad_request", "`user_id` must be a non-empty string")
-local ERR_USER_LONG = err_body("bad_request", "`user_id` is too long")
-local ERR_TEXT = err_body("bad_request", "`text` must be a string")
-local ERR_TEXT_LONG = err_body("bad_request", "`text` is too long")
+local ERR_EMPTY = err_body("malformed_json", "empty request body")
+local ERR_UTF8 = err_body("invalid_utf8", "body is not valid UTF-8")
+local ERR_JSON = err_body("malformed_json", "body is not a JSON object")
+local ERR_USER = err_body("invalid_field", "field `user_id` is missing or empty")
+local ERR_USER_LONG = err_body("invalid_field", "field `user_id` is too long")
+local ERR_TEXT = err_body("invalid_field", "field `text` is missing or empty")
+local ERR_TEXT_LONG = err_body("invalid_field", "field `text` is too long")
+local ERR_AUX = err_body("invalid_field", "field `session_id` or `channel` is invalid")
 local ERR_TOO_LARGE = err_body("body_too_large", "request body too large")
+local MAX_AUX_BYTES = 128
 
 local function chars(s)
     -- UTF-8 characters = bytes that are not continuation bytes (0x80..0xBF).
@@ -77,14 +79,7 @@ local function chars(s)
     return n
 end
 
--- One UTF-8 character (the text is known to be valid UTF-8 by then).
-local UTF8_CHAR = "[%z\1-\127\194-\244][\128-\191]*"
-
--- matcher: "scan" (default) searches every keyword with string.find; "index" first notes
--- which characters the text contains and searches only keywords whose first character is
--- among them (same result, fewer searches: a stronger reference when there are hundreds of
--- keywords).
-function _M.init(data_module, matcher)
+function _M.init(data_module)
     local data = require(data_module)
     local intents = data.intents
     PRIO, EXCL, REPLY_HEAD, REPLY_N, RR = {}, {}, {}, {}, {}
@@ -108,14 +103,9 @@ function _M.init(data_module, matcher)
             PAT[NPAT], PAT_INTENT[NPAT] = p, i
         end
     end
-    if matcher ~= nil and matcher ~= "" and matcher ~= "scan" and matcher ~= "index" then
-        error("kefu_rules: matcher must be scan or index, not " .. tostring(matcher))
-    end
-    USE_INDEX = matcher == "index"
-    KW, KW_LEN, KW_INTENT, KW_FIRST, NKW = {}, {}, {}, {}, #data.keywords
+    KW, KW_LEN, KW_INTENT, NKW = {}, {}, {}, #data.keywords
     for k, e in ipairs(data.keywords) do
         KW[k], KW_LEN[k], KW_INTENT[k] = e[1], e[2], e[3]
-        KW_FIRST[k] = string.match(e[1], "^" .. UTF8_CHAR)
         if k > 1 and KW_LEN[k] > KW_LEN[k - 1] then
             error("kefu_rules: keywords must be sorted longest first")
         end
@@ -182,20 +172,12 @@ local function classify(t)
             end
         end
     end
-    local gen
-    if USE_INDEX then
-        GEN = GEN + 1
-        gen = GEN
-        for c in gmatch(t, UTF8_CHAR) do
-            SEEN[c] = gen
-        end
-    end
     for k = 1, NKW do
         local len = KW_LEN[k]
         if len < best_len then
             break
         end
-        if (not gen or SEEN[KW_FIRST[k]] == gen) and find(t, KW[k], 1, true) then
+        if find(t, KW[k], 1, true) then
             local i = KW_INTENT[k]
             local prio = PRIO[i]
             if (not best or len > best_len or prio > best_prio or (prio == best_prio and i < best))
@@ -239,17 +221,24 @@ function _M.chat()
         return reply(400, ERR_JSON)
     end
     local user_id, text = req.user_id, req.text
-    if type(user_id) ~= "string" or user_id == "" then
+    if type(user_id) ~= "string" or not find(user_id, "%S") then
         return reply(400, ERR_USER)
     end
     if #user_id > MAX_USER_ID_BYTES then
         return reply(400, ERR_USER_LONG)
     end
-    if type(text) ~= "string" then
+    if type(text) ~= "string" or not find(text, "%S") then
         return reply(400, ERR_TEXT)
     end
     if #text > MAX_TEXT_CHARS and chars(text) > MAX_TEXT_CHARS then
         return reply(400, ERR_TEXT_LONG)
+    end
+    local session_id, channel = req.session_id, req.channel
+    if session_id == NULL then session_id = nil end  -- JSON null: absent, as for serde's Option
+    if channel == NULL then channel = nil end
+    if (session_id ~= nil and (type(session_id) ~= "string" or #session_id > MAX_AUX_BYTES))
+            or (channel ~= nil and (type(channel) ~= "string" or #channel > MAX_AUX_BYTES)) then
+        return reply(400, ERR_AUX)
     end
 
     local i = classify(normalise(text))

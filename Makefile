@@ -1,0 +1,20 @@
+# The two commands of the README.
+.PHONY: run test build
+
+# Set up, build, and run the server on the shipped configuration (conf/).
+run:
+	scripts/setup.sh
+	cargo build --release --bin kefu-edge
+	exec target/release/kefu-edge -c conf/
+
+# The whole test suite: formatting, lints, unit and integration tests (real binary, real
+# sockets), and the README's curl examples (tests/smoke.sh, run by tests/smoke.rs).
+test:
+	scripts/setup.sh
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo test
+
+build:
+	scripts/setup.sh
+	cargo build --release --bin kefu-edge --example ping

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Smoke test: the README's curl examples against a running kefu-edge on the shipped
+# configuration. Exits non-zero on the first mismatch.
+#   KEFU_URL    public listener (default http://127.0.0.1:8080)
+#   KEFU_ADMIN  admin listener  (default http://127.0.0.1:9901)
+set -euo pipefail
+url=${KEFU_URL:-http://127.0.0.1:8080}
+admin=${KEFU_ADMIN:-http://127.0.0.1:9901}
+fail() { echo "smoke: FAIL: $*" >&2; exit 1; }
+expect() { # name, haystack, needle
+    grep -qF -- "$3" <<<"$2" || fail "$1: expected $3 in: $2"
+    echo "smoke: ok: $1"
+}
+
+out=$(curl -s "$url/v1/chat" -H 'Content-Type: application/json' -d '{"user_id":"u1","text":"亲，我要退款"}')
+expect "rule hit" "$out" '"intent":"refund_apply"'
+expect "rule hit source" "$out" '"source":"rule"'
+
+out=$(curl -s "$url/v1/chat" -d '{"user_id":"u1","text":"你们老板喜欢吃什么水果"}')
+expect "fallback" "$out" '"reply":"亲,转人工客服哦~"'
+expect "fallback source" "$out" '"source":"fallback"'
+
+out=$(curl -s -w ' %{http_code}' "$url/v1/chat" -d '{"user_id":"u1"}')
+expect "bad request" "$out" '"code":"invalid_field"'
+expect "bad request status" "$out" ' 400'
+
+out=$(curl -s -w ' %{http_code}' -A sqlmap "$url/v1/chat" -d '{"user_id":"u1","text":"hi"}')
+expect "denied user agent" "$out" ' 403'
+
+codes=$(for i in $(seq 12); do curl -s -o /dev/null -w '%{http_code} ' "$url/v1/chat" -d '{"user_id":"u2","text":"在吗"}'; done)
+expect "burst then 429" "$codes" '200 200 200 200 200 200 200 200 200 200 429 429'
+out=$(curl -s -i "$url/v1/chat" -d '{"user_id":"u2","text":"在吗"}')
+expect "Retry-After" "$(tr 'A-Z' 'a-z' <<<"$out")" 'retry-after:'
+
+before=$(curl -s "$admin/healthz")
+out=$(curl -s -X POST "$admin/reload")
+expect "reload" "$out" '"ok":true'
+after=$(curl -s "$admin/healthz")
+expect "reload counted" "$after" '"reloads_ok":'
+[ "$before" != "$after" ] || fail "healthz unchanged by reload"
+
+out=$(curl -s "$admin/metrics")
+expect "metrics" "$out" 'kefu_http_requests_total{route="chat",status="200"}'
+echo "smoke: all checks passed"
