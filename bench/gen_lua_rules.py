@@ -24,8 +24,9 @@ Usage:
   bench/gen_lua_rules.py --conf bench/conf --out /tmp/dir [--intents FILE] [--limits FILE|none]
                          [--campaign TEXT]
 
-Missing files fall back to the shipped conf/ (intents.yaml) or to permissive defaults (edge,
-limits, post, server). Exits non-zero with the file and reason on anything kefu-edge would
+A file missing from CONF is read from the shipped conf/ instead, and without that too the
+defaults are permissive (no IP rules, the four scanner user agents, a per-IP zone that never
+throttles a benchmark, no campaign, server.yaml's default chat caps). Exits non-zero with the file and reason on anything kefu-edge would
 also reject (unknown keys, empty keywords, a keyword listed twice, bad templates).
 """
 
@@ -369,8 +370,11 @@ def main() -> int:
         intents_path = os.path.join(ROOT, "conf", "intents.yaml")
 
     def optional(name):
-        p = os.path.join(conf, name)
-        return (load_yaml(p) or {}, p) if os.path.exists(p) else (None, f"(no {name})")
+        # CONF/name, else the shipped conf/name, else None (permissive defaults).
+        for p in (os.path.join(conf, name), os.path.join(ROOT, "conf", name)):
+            if os.path.exists(p):
+                return load_yaml(p) or {}, p
+        return None, f"(no {name})"
 
     try:
         edge, edge_src = optional("edge.yaml")

@@ -66,7 +66,6 @@ fn check(dir: &Path) -> ExitCode {
     match Snapshot::build(config, 1, None) {
         Ok(_) => {
             println!("kefu-edge: configuration ok ({})", dir.display());
-            println!("configuration ok");
             ExitCode::SUCCESS
         }
         Err(e) => {

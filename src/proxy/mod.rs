@@ -207,6 +207,11 @@ impl ProxyHttp for KefuProxy {
         }
     }
 
+    /// Proxy failures are logged once, throttled, by `fail_to_proxy`.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        true
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         // 499 like nginx: the client went away before any response was written.
         let status = session
