@@ -14,8 +14,41 @@ use crate::text;
 pub struct SensitiveMasker {
     /// Value: `chars << 1 | is_whitelist`.
     automaton: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
-    ignore: Vec<char>,
+    ignore: IgnoreSet,
     mask: char,
+}
+
+/// The separator characters skipped inside words: a bitmap for ASCII (the usual case, one
+/// test per character) and a short list for the rest.
+struct IgnoreSet {
+    ascii: u128,
+    other: Vec<char>,
+}
+
+impl IgnoreSet {
+    fn new(chars: &[char]) -> IgnoreSet {
+        let mut set = IgnoreSet {
+            ascii: 0,
+            other: Vec::new(),
+        };
+        for &c in chars {
+            if c.is_ascii() {
+                set.ascii |= 1 << (c as u32);
+            } else {
+                set.other.push(c);
+            }
+        }
+        set
+    }
+
+    #[inline]
+    fn contains(&self, c: char) -> bool {
+        if c.is_ascii() {
+            self.ascii & (1 << (c as u32)) != 0
+        } else {
+            !self.other.is_empty() && self.other.contains(&c)
+        }
+    }
 }
 
 /// A hit in "consumed" positions (characters fed to the automaton), end inclusive.
@@ -58,7 +91,7 @@ impl SensitiveMasker {
         };
         Ok(SensitiveMasker {
             automaton,
-            ignore: ignore.to_vec(),
+            ignore: IgnoreSet::new(ignore),
             mask,
         })
     }
@@ -77,7 +110,7 @@ impl SensitiveMasker {
         let mut consumed = 0usize;
         for c in text.chars() {
             let f = text::fold_char(c);
-            if self.ignore.contains(&f) {
+            if self.ignore.contains(f) {
                 on_char(None);
                 continue;
             }

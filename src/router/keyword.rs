@@ -2,30 +2,34 @@
 //!
 //! All keywords and exclude words of all intents go into one character-wise double-array
 //! Aho-Corasick automaton (daachorse), fed the folded text one character at a time, so a
-//! classification is one pass over the text with no allocation. Regex patterns, rarer, run
-//! as one `RegexSet` pass. The longest hit wins because a longer phrase is the more specific
-//! rule (`退款进度` over `退款`); ties go to `priority`, then to file order.
+//! classification is one pass over the text with no allocation. The longest hit wins because
+//! a longer phrase is the more specific rule (`退款进度` over `退款`); ties go to `priority`,
+//! then to file order.
+//!
+//! Regex patterns are gated: at load time each pattern's necessary literals (see `gate`)
+//! join the same automaton, and a pattern runs only on messages where one of its literals
+//! occurred. Running all patterns as a `RegexSet` on every message cost more than the whole
+//! keyword pass; gated, most messages run none. A pattern without necessary literals (say
+//! `\d{11}`) runs on every message.
 
 use std::borrow::Cow;
 
 use daachorse::CharwiseDoubleArrayAhoCorasick;
-use regex::{Regex, RegexSet};
+use regex::Regex;
 
+use super::gate::gate_literals;
 use crate::config::IntentsConfig;
 use crate::intent::Intent;
 use crate::text;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Keyword,
-    Exclude,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Target {
-    /// Index of the intent's entry in `intents` (file order).
-    slot: usize,
-    role: Role,
+enum Target {
+    /// A keyword of the intent at this slot (file order).
+    Keyword(usize),
+    /// An exclude word of the intent at this slot.
+    Exclude(usize),
+    /// A necessary literal of the regex at this index.
+    Gate(usize),
 }
 
 /// What a keyword rule decided.
@@ -39,17 +43,18 @@ pub struct KeywordHit {
 pub struct KeywordRouter {
     /// Value: index into `targets`.
     automaton: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
-    /// Per pattern: its length in characters and every (intent, role) it belongs to.
+    /// Per pattern: its length in characters and every target it belongs to.
     targets: Vec<(usize, Vec<Target>)>,
-    regex_set: Option<RegexSet>,
-    /// Parallel to `regex_set`: the intent slot and the compiled regex, to measure a hit.
-    regexes: Vec<(usize, Regex)>,
+    /// (intent slot, regex, whether it is gated by literals).
+    regexes: Vec<(usize, Regex, bool)>,
     /// In file order: (intent, priority).
     intents: Vec<(Intent, i32)>,
 }
 
 /// At most this many intents carry rules (the enum has 30).
 const MAX_SLOTS: usize = 64;
+/// Regexes beyond this many are not gated (they always run).
+const MAX_GATED: usize = 256;
 
 impl KeywordRouter {
     pub fn new(cfg: &IntentsConfig) -> anyhow::Result<KeywordRouter> {
@@ -66,25 +71,24 @@ impl KeywordRouter {
         let mut regexes = Vec::new();
         for (slot, rules) in cfg.intents.iter().enumerate() {
             for k in &rules.keywords {
-                add(
-                    k,
-                    Target {
-                        slot,
-                        role: Role::Keyword,
-                    },
-                );
+                add(k, Target::Keyword(slot));
             }
             for k in &rules.exclude {
-                add(
-                    k,
-                    Target {
-                        slot,
-                        role: Role::Exclude,
-                    },
-                );
+                add(k, Target::Exclude(slot));
             }
             for p in &rules.patterns {
-                regexes.push((slot, p.0.clone()));
+                let index = regexes.len();
+                let gate = if index < MAX_GATED {
+                    gate_literals(p.as_str())
+                } else {
+                    None
+                };
+                if let Some(literals) = &gate {
+                    for l in literals {
+                        add(l, Target::Gate(index));
+                    }
+                }
+                regexes.push((slot, p.0.clone(), gate.is_some()));
             }
         }
         let automaton = if patterns.is_empty() {
@@ -99,15 +103,9 @@ impl KeywordRouter {
                     .map_err(|e| anyhow::anyhow!("building keyword automaton: {e}"))?,
             )
         };
-        let regex_set = if regexes.is_empty() {
-            None
-        } else {
-            Some(RegexSet::new(regexes.iter().map(|(_, r)| r.as_str()))?)
-        };
         Ok(KeywordRouter {
             automaton,
             targets,
-            regex_set,
             regexes,
             intents: cfg.intents.iter().map(|r| (r.intent, r.priority)).collect(),
         })
@@ -117,6 +115,7 @@ impl KeywordRouter {
     pub fn classify(&self, text: &str) -> Option<KeywordHit> {
         let mut best_len = [0usize; MAX_SLOTS];
         let mut excluded = 0u64;
+        let mut gates = [0u64; MAX_GATED / 64];
         if let Some(ac) = &self.automaton {
             let mut stepper = ac.find_overlapping_stepper();
             for c in text.chars() {
@@ -124,25 +123,29 @@ impl KeywordRouter {
                 for m in stepper.matches() {
                     let (len, targets) = &self.targets[m.value() as usize];
                     for t in targets {
-                        match t.role {
-                            Role::Keyword => best_len[t.slot] = best_len[t.slot].max(*len),
-                            Role::Exclude => excluded |= 1 << t.slot,
+                        match *t {
+                            Target::Keyword(slot) => best_len[slot] = best_len[slot].max(*len),
+                            Target::Exclude(slot) => excluded |= 1 << slot,
+                            Target::Gate(i) => gates[i / 64] |= 1 << (i % 64),
                         }
                     }
                 }
             }
         }
-        if let Some(set) = &self.regex_set {
-            let folded: Cow<'_, str> = if text::is_folded(text) {
-                Cow::Borrowed(text)
-            } else {
-                Cow::Owned(text::fold(text))
-            };
-            for i in set.matches(&folded).iter() {
-                let (slot, re) = &self.regexes[i];
-                if let Some(m) = re.find(&folded) {
-                    best_len[*slot] = best_len[*slot].max(m.as_str().chars().count().max(1));
+        let mut folded: Option<Cow<'_, str>> = None;
+        for (i, (slot, re, gated)) in self.regexes.iter().enumerate() {
+            if *gated && gates[i / 64] & (1 << (i % 64)) == 0 {
+                continue;
+            }
+            let haystack = folded.get_or_insert_with(|| {
+                if text::is_folded(text) {
+                    Cow::Borrowed(text)
+                } else {
+                    Cow::Owned(text::fold(text))
                 }
+            });
+            if let Some(m) = re.find(haystack) {
+                best_len[*slot] = best_len[*slot].max(m.as_str().chars().count().max(1));
             }
         }
         let mut winner: Option<(usize, usize)> = None; // (slot, len)
@@ -252,6 +255,59 @@ mod tests {
         assert_eq!(intent(&r, "能开个增值税发票吗"), Some(Intent::Invoice));
         let hit = r.classify("能开个发票吗").unwrap();
         assert_eq!(hit.matched_chars, 4);
+    }
+
+    #[test]
+    fn gated_patterns_agree_with_ungated_ones() {
+        // The same decisions with gating as with every pattern run on every message.
+        let patterns = [
+            (Intent::Coupon, "(券|劵)[^,]{0,4}(用不了|失效)"),
+            (Intent::SizeAdvice, "[0-9]{2,3}(斤|kg)"),
+            (Intent::Greeting, r"^\s*(亲+|在)\s*$"),
+            (Intent::HumanAgent, r"\d{3}"),
+        ];
+        let build = |gated: bool| {
+            let mut r = KeywordRouter::new(&IntentsConfig {
+                fallback_reply: "f".into(),
+                intents: patterns
+                    .iter()
+                    .map(|(i, p)| {
+                        let mut rules = rules(*i, &[], &[], 0);
+                        rules.patterns.push(Pattern(Regex::new(p).unwrap()));
+                        rules
+                    })
+                    .collect(),
+            })
+            .unwrap();
+            if !gated {
+                r.regexes.iter_mut().for_each(|(_, _, g)| *g = false);
+            }
+            r
+        };
+        let (gated, ungated) = (build(true), build(false));
+        assert_eq!(
+            gated.regexes.iter().filter(|r| r.2).count(),
+            3,
+            "all but \\d{{3}}"
+        );
+        for text in [
+            "优惠券用不了",
+            "这个券失效了",
+            "120斤穿多大",
+            "亲",
+            " 在 ",
+            "ＫＧ",
+            "55KG",
+            "在吗",
+            "券",
+            "123",
+        ] {
+            assert_eq!(gated.classify(text), ungated.classify(text), "{text}");
+        }
+        assert_eq!(
+            gated.classify("55KG").map(|h| h.intent),
+            Some(Intent::SizeAdvice)
+        );
     }
 
     #[test]

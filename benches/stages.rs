@@ -1,0 +1,106 @@
+//! Per-stage cost of the rule path, in-process (no sockets): how many nanoseconds each stage
+//! adds to a request. `cargo bench --bench stages`. Messages: tests/data/intent_samples.tsv,
+//! or the file named by `KEFU_BENCH_MESSAGES` (one message per line, `text<TAB>...` ok).
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Instant;
+
+use kefu_edge::api::{self, Limits};
+use kefu_edge::config::Config;
+use kefu_edge::state::Snapshot;
+
+fn messages() -> Vec<String> {
+    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/intent_samples.tsv");
+    let path = std::env::var("KEFU_BENCH_MESSAGES").unwrap_or_else(|_| default.to_string());
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split('\t').next().unwrap_or(l).to_string())
+        .collect()
+}
+
+/// Run `f` over the inputs until about 0.5 s has passed; print ns per call.
+fn bench<T>(name: &str, inputs: &[T], mut f: impl FnMut(&T)) {
+    for x in inputs {
+        f(x);
+    }
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed().as_millis() < 500 {
+        for x in inputs {
+            f(x);
+        }
+        calls += inputs.len() as u64;
+    }
+    let ns = start.elapsed().as_nanos() as f64 / calls as f64;
+    println!("{name:<28} {ns:>9.0} ns/call {:>12.0} calls/s", 1e9 / ns);
+}
+
+fn main() {
+    let dir = std::env::var("KEFU_BENCH_CONF")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/conf"));
+    let config = Config::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let snap = Snapshot::build(config, 1, None).expect("snapshot");
+    let msgs = messages();
+    let bodies: Vec<Vec<u8>> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            serde_json::to_vec(&serde_json::json!({"user_id": format!("user-{i}"), "text": m}))
+                .unwrap()
+        })
+        .collect();
+    let limits = Limits {
+        max_text_chars: 500,
+        max_user_id_bytes: 128,
+    };
+    let ip: IpAddr = "198.51.100.7".parse().unwrap();
+    println!("{} messages, bench/conf", msgs.len());
+    bench("edge: client ip + ua", &msgs, |_| {
+        let c = snap.edge.client_addr(black_box(ip), None);
+        let _ = black_box(snap.edge.check_ip(c.ip));
+        let _ = black_box(
+            snap.edge
+                .check_user_agent(Some(b"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)")),
+        );
+    });
+    bench("limits: global + ip + user", &msgs, |m| {
+        let _ = black_box(snap.limits.check_client(ip));
+        let _ = black_box(snap.limits.check_user(m));
+    });
+    bench("parse body", &bodies, |b| {
+        let _ = black_box(api::parse_chat(b, limits));
+    });
+    bench("pipeline.decide", &msgs, |m| {
+        black_box(snap.pipeline.decide(m));
+    });
+    bench("pipeline.answer (+render+mask)", &msgs, |m| {
+        black_box(snap.pipeline.answer(m));
+    });
+    let answers: Vec<_> = msgs.iter().map(|m| snap.pipeline.answer(m)).collect();
+    let post = kefu_edge::post::ReplyFilter::new(&snap.config.post).expect("post");
+    bench("post: campaign_now", &msgs, |_| {
+        black_box(post.campaign_now());
+    });
+    bench("post: filter reply", &answers, |a| {
+        black_box(post.filter(&a.reply));
+    });
+    bench("answer json", &answers, |a| {
+        black_box(api::answer_json(a, "0123456789abcdef"));
+    });
+    bench("all stages", &bodies, |b| {
+        let c = snap.edge.client_addr(ip, None);
+        let _ = black_box(snap.edge.check_ip(c.ip));
+        let _ = black_box(snap.edge.check_user_agent(Some(b"Mozilla/5.0 (iPhone)")));
+        let _ = black_box(snap.limits.check_client(ip));
+        if let Ok(req) = api::parse_chat(b, limits) {
+            let _ = snap.limits.check_user(&req.user_id);
+            let a = snap.pipeline.answer(&req.text);
+            black_box(api::answer_json(&a, "0123456789abcdef"));
+        }
+    });
+}
