@@ -78,7 +78,7 @@ fn main() {
     bench("pipeline.decide", &msgs, |m| {
         black_box(snap.pipeline.decide(m));
     });
-    bench("pipeline.answer (+render+mask)", &msgs, |m| {
+    bench("pipeline.answer", &msgs, |m| {
         black_box(snap.pipeline.answer(m));
     });
     let answers: Vec<_> = msgs.iter().map(|m| snap.pipeline.answer(m)).collect();
@@ -86,11 +86,16 @@ fn main() {
     bench("post: campaign_now", &msgs, |_| {
         black_box(post.campaign_now());
     });
-    bench("post: filter reply", &answers, |a| {
-        black_box(post.filter(&a.reply));
+    bench("post: filter reply (made replies)", &answers, |a| {
+        black_box(post.filter(a.reply.text()));
     });
+    let trace_ids = api::TraceIds::default();
+    bench("trace id", &msgs, |_| {
+        black_box(trace_ids.next());
+    });
+    let trace = trace_ids.next();
     bench("answer json", &answers, |a| {
-        black_box(api::answer_json(a, "0123456789abcdef"));
+        black_box(api::answer_json(a, &trace));
     });
     bench("all stages", &bodies, |b| {
         let c = snap.edge.client_addr(ip, None);
@@ -100,7 +105,7 @@ fn main() {
         if let Ok(req) = api::parse_chat(b, limits) {
             let _ = snap.limits.check_user(&req.user_id);
             let a = snap.pipeline.answer(&req.text);
-            black_box(api::answer_json(&a, "0123456789abcdef"));
+            black_box(api::answer_json(&a, &trace_ids.next()));
         }
     });
 }

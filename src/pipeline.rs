@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::intent::Intent;
 use crate::post::ReplyFilter;
 use crate::router::KeywordRouter;
-use crate::rules::{RuleCache, Vars};
+use crate::rules::RuleCache;
 
 /// Which stage produced a reply (the `source` field of the API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,31 +63,92 @@ pub struct Decision {
     pub stage: Stage,
 }
 
-/// A finished answer: the reply has passed the reply filter.
+/// A reply that has passed the reply filter, also kept JSON-escaped so the answer body is
+/// written without escaping it again.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
+pub struct PreparedReply {
+    text: String,
+    json: String,
+    masked: bool,
+}
+
+impl PreparedReply {
+    fn new(post: &ReplyFilter, reply: String) -> PreparedReply {
+        let (text, masked) = filter(post, reply);
+        // Serialising a string cannot fail.
+        let json = serde_json::to_string(&text).unwrap_or_else(|_| "\"\"".into());
+        PreparedReply { text, json, masked }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The text as a JSON string literal, quotes included.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+}
+
+/// The reply of an answer: prepared at load time (rule cache, fallback) or made for this
+/// request (model, upstream: filtered as it was made).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply<'a> {
+    Prepared(&'a PreparedReply),
+    Made { text: String, masked: bool },
+}
+
+impl Reply<'_> {
+    pub fn text(&self) -> &str {
+        match self {
+            Reply::Prepared(p) => p.text(),
+            Reply::Made { text, .. } => text,
+        }
+    }
+
+    /// Whether the reply filter masked anything in it.
+    pub fn masked(&self) -> bool {
+        match self {
+            Reply::Prepared(p) => p.masked,
+            Reply::Made { masked, .. } => *masked,
+        }
+    }
+}
+
+/// A finished answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer<'a> {
     pub intent: Intent,
     pub confidence: f32,
     pub source: Source,
-    pub reply: String,
-    /// Whether the reply filter masked anything.
-    pub masked: bool,
+    pub reply: Reply<'a>,
 }
 
 pub struct Pipeline {
     keywords: KeywordRouter,
-    rules: RuleCache,
+    rules: RuleCache<PreparedReply>,
     post: ReplyFilter,
-    fallback_reply: String,
+    fallback: PreparedReply,
+}
+
+fn filter(post: &ReplyFilter, reply: String) -> (String, bool) {
+    match post.filter(&reply) {
+        Cow::Borrowed(_) => (reply, false),
+        Cow::Owned(masked) => (masked, true),
+    }
 }
 
 impl Pipeline {
     pub fn new(cfg: &Config) -> anyhow::Result<Pipeline> {
+        let post = ReplyFilter::new(&cfg.post)?;
+        let rules = RuleCache::new(&cfg.intents, &post.campaign_texts(), |reply| {
+            Ok(PreparedReply::new(&post, reply))
+        })?;
         Ok(Pipeline {
             keywords: KeywordRouter::new(&cfg.intents)?,
-            rules: RuleCache::new(&cfg.intents),
-            post: ReplyFilter::new(&cfg.post)?,
-            fallback_reply: cfg.intents.fallback_reply.clone(),
+            rules,
+            fallback: PreparedReply::new(&post, cfg.intents.fallback_reply.clone()),
+            post,
         })
     }
 
@@ -110,39 +171,28 @@ impl Pipeline {
     }
 
     /// Answer one message.
-    pub fn answer(&self, text: &str) -> Answer {
+    pub fn answer(&self, text: &str) -> Answer<'_> {
         let decision = self.decide(text);
-        let mut reply = String::with_capacity(256);
-        let source = match decision.stage {
-            Stage::Rule => {
-                let vars = Vars {
-                    campaign: self.post.campaign_now(),
-                };
-                // `decide` only picks intents the cache answers.
-                self.rules.render_into(decision.intent, &vars, &mut reply);
-                Source::Rule
-            }
-            Stage::Model => {
-                reply.push_str(&self.fallback_reply);
-                Source::Fallback
-            }
+        let cached = match decision.stage {
+            Stage::Rule => self.rules.reply(decision.intent, self.post.campaign_now()),
+            Stage::Model => None,
         };
-        let (reply, masked) = self.finish(reply);
+        let (source, reply) = match cached {
+            Some(reply) => (Source::Rule, reply),
+            None => (Source::Fallback, &self.fallback),
+        };
         Answer {
             intent: decision.intent,
             confidence: decision.confidence,
             source,
-            reply,
-            masked,
+            reply: Reply::Prepared(reply),
         }
     }
 
-    /// Pass a reply from any source through the reply filter; `true` if it masked.
-    pub fn finish(&self, reply: String) -> (String, bool) {
-        match self.post.filter(&reply) {
-            Cow::Borrowed(_) => (reply, false),
-            Cow::Owned(masked) => (masked, true),
-        }
+    /// Pass a reply made for one request (model, upstream) through the reply filter.
+    pub fn finish(&self, reply: String) -> Reply<'static> {
+        let (text, masked) = filter(&self.post, reply);
+        Reply::Made { text, masked }
     }
 }
 
@@ -169,11 +219,15 @@ mod tests {
             let a = p.answer(text);
             if want == "fallback" {
                 assert_eq!(a.source, Source::Fallback, "{text}");
-                assert_eq!(a.reply, "亲,转人工客服哦~");
+                assert_eq!(a.reply.text(), "亲,转人工客服哦~");
             } else {
                 assert_eq!(a.intent.as_str(), want, "{text}");
                 assert_eq!(a.source, Source::Rule, "{text}");
-                assert!(!a.reply.contains('{'), "unrendered template: {}", a.reply);
+                assert!(
+                    !a.reply.text().contains('{'),
+                    "unrendered template: {}",
+                    a.reply.text()
+                );
             }
             checked += 1;
         }
@@ -181,8 +235,24 @@ mod tests {
     }
 
     #[test]
+    fn made_replies_are_filtered_and_prepared_ones_escaped() {
+        let p = shipped();
+        let r = p.finish("请加微信联系".into());
+        assert!(r.masked() && !r.text().contains("微信"), "{}", r.text());
+        let a = p.answer("我要退款");
+        let Reply::Prepared(prepared) = a.reply else {
+            panic!("rule replies are prepared")
+        };
+        assert_eq!(
+            serde_json::from_str::<String>(prepared.json()).unwrap(),
+            prepared.text()
+        );
+    }
+
+    #[test]
     fn fallback_when_nothing_fits() {
-        let a = shipped().answer("今天天气怎么样");
+        let p = shipped();
+        let a = p.answer("今天天气怎么样");
         assert_eq!(a.source, Source::Fallback);
         assert_eq!(a.intent, Intent::Other);
         assert_eq!(a.confidence, 0.0);

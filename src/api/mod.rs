@@ -12,7 +12,7 @@ use serde::Serialize;
 
 pub use request::{ChatRequest, Limits, parse_chat};
 
-use crate::pipeline::Answer;
+use crate::pipeline::{Answer, Reply};
 
 /// An error answer: status, a stable machine-readable code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,31 +59,49 @@ impl ApiError {
     }
 }
 
-/// The 200 answer body.
-pub fn answer_json(answer: &Answer, trace_id: &str) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        reply: &'a str,
-        intent: &'a str,
-        confidence: f32,
-        source: &'a str,
-        trace_id: &'a str,
+/// The 200 answer body. Written by hand: ids are plain ASCII, and a prepared reply is
+/// already a JSON string literal, so only a reply made for this request needs escaping.
+pub fn answer_json(answer: &Answer<'_>, trace_id: &TraceId) -> Vec<u8> {
+    let reply = answer.reply.text();
+    let mut out = Vec::with_capacity(reply.len() + 128);
+    out.extend_from_slice(b"{\"reply\":");
+    match &answer.reply {
+        Reply::Prepared(p) => out.extend_from_slice(p.json().as_bytes()),
+        // Writing a string into a Vec cannot fail.
+        Reply::Made { text, .. } => {
+            let _ = serde_json::to_writer(&mut out, text);
+        }
     }
-    let body = Body {
-        reply: &answer.reply,
-        intent: answer.intent.as_str(),
-        confidence: answer.confidence,
-        source: answer.source.as_str(),
-        trace_id,
-    };
-    let mut out = Vec::with_capacity(answer.reply.len() + 128);
-    // Writing plain strings and a float into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, &body);
+    out.extend_from_slice(b",\"intent\":\"");
+    out.extend_from_slice(answer.intent.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"confidence\":");
+    let _ = serde_json::to_writer(&mut out, &answer.confidence);
+    out.extend_from_slice(b",\"source\":\"");
+    out.extend_from_slice(answer.source.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"trace_id\":\"");
+    out.extend_from_slice(trace_id.as_str().as_bytes());
+    out.extend_from_slice(b"\"}");
     out
 }
 
-/// Trace ids unique within a process and, with a random prefix, across restarts and nodes:
-/// 16 hex digits, no allocation beyond the returned string.
+/// A request's trace id: 16 hex digits, on the stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TraceId([u8; 16]);
+
+impl TraceId {
+    pub fn as_str(&self) -> &str {
+        // Only hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("0000000000000000")
+    }
+}
+
+impl std::fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Trace ids unique within a process and, with a random prefix, across restarts and nodes.
 pub struct TraceIds {
     prefix: u64,
     counter: AtomicU64,
@@ -92,16 +110,21 @@ pub struct TraceIds {
 impl Default for TraceIds {
     fn default() -> Self {
         TraceIds {
-            prefix: RandomState::new().hash_one(std::process::id()) & 0xffff_ffff,
+            prefix: RandomState::new().hash_one(std::process::id()) << 32,
             counter: AtomicU64::new(0),
         }
     }
 }
 
 impl TraceIds {
-    pub fn next(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:08x}{:08x}", self.prefix, n & 0xffff_ffff)
+    pub fn next(&self) -> TraceId {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff;
+        let v = self.prefix | n;
+        let mut out = [0u8; 16];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = b"0123456789abcdef"[(v >> (60 - 4 * i) & 0xf) as usize];
+        }
+        TraceId(out)
     }
 }
 
@@ -117,15 +140,18 @@ mod tests {
             intent: Intent::Coupon,
             confidence: 1.0,
             source: Source::Rule,
-            reply: "亲，\"券\"在这里".into(),
-            masked: false,
+            reply: Reply::Made {
+                text: "亲，\"券\"在这里".into(),
+                masked: false,
+            },
         };
-        let v: serde_json::Value = serde_json::from_slice(&answer_json(&a, "t1")).unwrap();
+        let t = TraceIds::default().next();
+        let v: serde_json::Value = serde_json::from_slice(&answer_json(&a, &t)).unwrap();
         assert_eq!(v["reply"], "亲，\"券\"在这里");
         assert_eq!(v["intent"], "coupon");
         assert_eq!(v["confidence"], 1.0);
         assert_eq!(v["source"], "rule");
-        assert_eq!(v["trace_id"], "t1");
+        assert_eq!(v["trace_id"], t.as_str());
         let e = ApiError::bad_request("invalid_field", "field `text` is missing");
         let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
         assert_eq!(v["error"]["code"], "invalid_field");
@@ -138,6 +164,8 @@ mod tests {
         let a = t.next();
         let b = t.next();
         assert_ne!(a, b);
-        assert_eq!(a.len(), 16);
+        assert_eq!(a.as_str().len(), 16);
+        assert!(a.as_str().bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(&a.as_str()[..8], &b.as_str()[..8], "same process prefix");
     }
 }

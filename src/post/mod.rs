@@ -30,13 +30,20 @@ impl Campaigns {
         }
     }
 
-    /// The text of the first campaign open at `now`, or `""`.
-    pub fn active_at(&self, now: Timestamp) -> &str {
+    /// The index of the first campaign open at `now`.
+    pub fn active_at(&self, now: Timestamp) -> Option<usize> {
         let now = now.as_second();
         self.windows
             .iter()
-            .find(|(start, end, _)| *start <= now && now < *end)
-            .map_or("", |(_, _, text)| text.as_str())
+            .position(|(start, end, _)| *start <= now && now < *end)
+    }
+
+    /// Every campaign's text, in file order (indexes match `active_at`).
+    pub fn texts(&self) -> Vec<&str> {
+        self.windows
+            .iter()
+            .map(|(_, _, text)| text.as_str())
+            .collect()
     }
 }
 
@@ -59,8 +66,13 @@ impl ReplyFilter {
         })
     }
 
-    pub fn campaign_now(&self) -> &str {
+    /// The campaign open now, as an index into [`Self::campaign_texts`].
+    pub fn campaign_now(&self) -> Option<usize> {
         self.campaigns.active_at(Timestamp::now())
+    }
+
+    pub fn campaign_texts(&self) -> Vec<&str> {
+        self.campaigns.texts()
     }
 
     /// The reply as it may leave: masked where needed, borrowed when nothing changed.
@@ -107,10 +119,11 @@ mod tests {
             campaign("b", "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"),
         ]));
         let at = |s: &str| s.parse::<Timestamp>().unwrap();
-        assert_eq!(c.active_at(at("2026-11-11T00:00:00+08:00")), "a!");
-        assert_eq!(c.active_at(at("2026-11-11T23:59:59+08:00")), "a!");
-        assert_eq!(c.active_at(at("2026-11-12T00:00:00+08:00")), "b!");
-        assert_eq!(c.active_at(at("2026-12-01T00:00:00Z")), "");
+        assert_eq!(c.active_at(at("2026-11-11T00:00:00+08:00")), Some(0));
+        assert_eq!(c.active_at(at("2026-11-11T23:59:59+08:00")), Some(0));
+        assert_eq!(c.active_at(at("2026-11-12T00:00:00+08:00")), Some(1));
+        assert_eq!(c.active_at(at("2026-12-01T00:00:00Z")), None);
+        assert_eq!(c.texts(), ["a!", "b!"]);
     }
 
     #[test]
@@ -118,6 +131,6 @@ mod tests {
         let f = ReplyFilter::new(&cfg(vec![])).unwrap();
         assert!(matches!(f.filter("亲，好的"), Cow::Borrowed(_)));
         assert_eq!(f.filter("请加微信"), "请###");
-        assert_eq!(f.campaign_now(), "");
+        assert_eq!(f.campaign_now(), None);
     }
 }

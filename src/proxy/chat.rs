@@ -89,7 +89,7 @@ impl KefuProxy {
         }
         let answer = snap.pipeline.answer(&request.text);
         self.metrics.answered(answer.source, answer.intent);
-        if answer.masked {
+        if answer.reply.masked() {
             self.metrics.replies_masked.inc();
         }
         let trace_id = self.trace_ids.next();

@@ -18,7 +18,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
-use crate::api::{ApiError, TraceIds};
+use crate::api::{ApiError, TraceId, TraceIds};
 use crate::edge::ClientAddr;
 use crate::metrics::{Metrics, Route};
 use crate::state::Snapshot;
@@ -39,7 +39,7 @@ pub struct RequestCtx {
     /// The snapshot a proxied request started with, kept across its phases.
     snapshot: Option<Arc<Snapshot>>,
     pool: Option<Arc<Pool>>,
-    trace_id: Option<String>,
+    trace_id: Option<TraceId>,
 }
 
 impl KefuProxy {

@@ -1,8 +1,11 @@
 //! Rule cache: the ready answers for intents the edge answers itself.
 //!
-//! Templates are parsed at load time; answering is picking one and rendering it into the
-//! caller's buffer. Several templates per intent rotate, so a shopper who asks twice does not
-//! get a robot's identical sentence.
+//! Every template's variables are known at load time (today: the campaign text, one of a
+//! handful), so the cache renders each template once per campaign state and hands the
+//! result to a `prepare` step chosen by the caller (the pipeline runs the reply filter and
+//! JSON-escapes it). Answering is then picking a prepared reply: no rendering, masking or
+//! escaping per request. Several templates per intent rotate, so a shopper who asks twice
+//! does not get a robot's identical sentence.
 
 mod template;
 
@@ -13,22 +16,38 @@ pub use template::{Template, TemplateError, Var, Vars};
 use crate::config::IntentsConfig;
 use crate::intent::Intent;
 
-pub struct RuleCache {
-    /// Indexed by `Intent::index()`; empty for intents without replies.
-    replies: Vec<Vec<Template>>,
+/// Prepared replies of type `R` per intent, template and campaign state.
+pub struct RuleCache<R> {
+    /// `[intent][template][campaign]`: campaign 0 is "no campaign open", `i + 1` is
+    /// campaign `i`. Empty for intents without replies.
+    replies: Vec<Vec<Vec<R>>>,
     next: Vec<AtomicUsize>,
 }
 
-impl RuleCache {
-    pub fn new(cfg: &IntentsConfig) -> RuleCache {
-        let mut replies = vec![Vec::new(); Intent::ALL.len()];
-        for r in &cfg.intents {
-            replies[r.intent.index()] = r.replies.clone();
+impl<R> RuleCache<R> {
+    /// Render every template with no campaign and with each of `campaigns`, and keep what
+    /// `prepare` makes of each rendering.
+    pub fn new(
+        cfg: &IntentsConfig,
+        campaigns: &[&str],
+        mut prepare: impl FnMut(String) -> anyhow::Result<R>,
+    ) -> anyhow::Result<RuleCache<R>> {
+        let mut replies: Vec<Vec<Vec<R>>> = (0..Intent::ALL.len()).map(|_| Vec::new()).collect();
+        for rules in &cfg.intents {
+            let mut templates = Vec::with_capacity(rules.replies.len());
+            for t in &rules.replies {
+                let variants = std::iter::once("")
+                    .chain(campaigns.iter().copied())
+                    .map(|campaign| prepare(t.render(&Vars { campaign })))
+                    .collect::<anyhow::Result<Vec<R>>>()?;
+                templates.push(variants);
+            }
+            replies[rules.intent.index()] = templates;
         }
-        RuleCache {
+        Ok(RuleCache {
             next: (0..replies.len()).map(|_| AtomicUsize::new(0)).collect(),
             replies,
-        }
+        })
     }
 
     /// Whether the cache can answer `intent`.
@@ -36,15 +55,18 @@ impl RuleCache {
         !self.replies[intent.index()].is_empty()
     }
 
-    /// Render a reply for `intent` into `out`; `false` (and `out` untouched) if there is none.
-    pub fn render_into(&self, intent: Intent, vars: &Vars<'_>, out: &mut String) -> bool {
+    /// A reply for `intent` with campaign `campaign` (an index into the `campaigns` given
+    /// to `new`) open, or `None` if the intent has no templates.
+    pub fn reply(&self, intent: Intent, campaign: Option<usize>) -> Option<&R> {
         let templates = &self.replies[intent.index()];
         if templates.is_empty() {
-            return false;
+            return None;
         }
         let i = self.next[intent.index()].fetch_add(1, Ordering::Relaxed) % templates.len();
-        templates[i].render_into(vars, out);
-        true
+        let variants = &templates[i];
+        variants
+            .get(campaign.map_or(0, |c| c + 1))
+            .or(variants.first())
     }
 }
 
@@ -54,7 +76,7 @@ mod tests {
     use crate::config::IntentRules;
 
     #[test]
-    fn rotates_templates_and_knows_what_it_answers() {
+    fn prepares_every_template_for_every_campaign_and_rotates() {
         let cfg = IntentsConfig {
             fallback_reply: "f".into(),
             intents: vec![IntentRules {
@@ -69,19 +91,20 @@ mod tests {
                 ],
             }],
         };
-        let cache = RuleCache::new(&cfg);
+        let mut prepared = 0;
+        let cache = RuleCache::new(&cfg, &["!", "?"], |s| {
+            prepared += 1;
+            Ok(s.to_uppercase())
+        })
+        .unwrap();
+        assert_eq!(prepared, 6, "2 templates x (no campaign + 2 campaigns)");
         assert!(cache.answers(Intent::Coupon));
         assert!(!cache.answers(Intent::Invoice));
-        let vars = Vars { campaign: "!" };
-        let mut seen = Vec::new();
-        for _ in 0..4 {
-            let mut out = String::new();
-            assert!(cache.render_into(Intent::Coupon, &vars, &mut out));
-            seen.push(out);
-        }
-        assert_eq!(seen, ["a!", "b", "a!", "b"]);
-        let mut out = String::new();
-        assert!(!cache.render_into(Intent::Invoice, &vars, &mut out));
-        assert!(out.is_empty());
+        let seen: Vec<&str> = (0..4)
+            .map(|_| cache.reply(Intent::Coupon, Some(1)).unwrap().as_str())
+            .collect();
+        assert_eq!(seen, ["A?", "B", "A?", "B"]);
+        assert_eq!(cache.reply(Intent::Coupon, None).unwrap(), "A");
+        assert_eq!(cache.reply(Intent::Invoice, None), None);
     }
 }
