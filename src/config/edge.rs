@@ -133,8 +133,7 @@ mod tests {
     use std::path::Path;
 
     fn check(text: &str) -> Result<EdgeConfig, Vec<ConfigError>> {
-        let src = Source::from_text(Path::new("conf"), "edge.yaml", text);
-        validate(src.parse().map_err(|e| vec![e])?, &src)
+        Source::check_text(Path::new("conf"), "edge.yaml", text, validate)
     }
 
     #[test]

@@ -126,8 +126,7 @@ mod tests {
     use std::path::Path;
 
     fn check(text: &str) -> Result<IntentsConfig, Vec<ConfigError>> {
-        let src = Source::from_text(Path::new("conf"), "intents.yaml", text);
-        validate(src.parse().map_err(|e| vec![e])?, &src)
+        Source::check_text(Path::new("conf"), "intents.yaml", text, validate)
     }
 
     #[test]

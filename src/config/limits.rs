@@ -73,8 +73,7 @@ mod tests {
     use std::path::Path;
 
     fn check(text: &str) -> Result<LimitsConfig, Vec<ConfigError>> {
-        let src = Source::from_text(Path::new("conf"), "limits.yaml", text);
-        validate(src.parse().map_err(|e| vec![e])?, &src)
+        Source::check_text(Path::new("conf"), "limits.yaml", text, validate)
     }
 
     #[test]

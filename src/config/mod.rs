@@ -143,8 +143,12 @@ where
 /// Parse an `upstreams.yaml` text on its own (tests of the proxy stage).
 #[cfg(test)]
 pub fn upstreams_from_str(text: &str) -> Result<UpstreamsConfig, Vec<ConfigError>> {
-    let src = Source::from_text(Path::new("conf"), "upstreams.yaml", text);
-    upstreams::validate(src.parse().map_err(|e| vec![e])?, &src)
+    Source::check_text(
+        Path::new("conf"),
+        "upstreams.yaml",
+        text,
+        upstreams::validate,
+    )
 }
 
 #[cfg(test)]

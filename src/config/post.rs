@@ -166,8 +166,7 @@ mod tests {
     use std::path::Path;
 
     fn check(dir: &Path, text: &str) -> Result<PostConfig, Vec<ConfigError>> {
-        let src = Source::from_text(dir, "post.yaml", text);
-        validate(src.parse().map_err(|e| vec![e])?, &src)
+        Source::check_text(dir, "post.yaml", text, validate)
     }
 
     #[test]

@@ -182,8 +182,7 @@ mod tests {
     use std::path::Path;
 
     fn check(text: &str) -> Result<ServerConfig, Vec<ConfigError>> {
-        let src = Source::from_text(Path::new("conf"), "server.yaml", text);
-        validate(src.parse().map_err(|e| vec![e])?, &src)
+        Source::check_text(Path::new("conf"), "server.yaml", text, validate)
     }
 
     #[test]

@@ -39,6 +39,18 @@ impl Source {
         }
     }
 
+    /// Parse and validate a text as file `name` of `dir` (tests of single files).
+    #[cfg(test)]
+    pub fn check_text<R: serde::de::DeserializeOwned, T>(
+        dir: &Path,
+        name: &str,
+        text: &str,
+        validate: fn(R, &Source) -> Result<T, Vec<ConfigError>>,
+    ) -> Result<T, Vec<ConfigError>> {
+        let src = Source::from_text(dir, name, text);
+        validate(src.parse().map_err(|e| vec![e])?, &src)
+    }
+
     pub fn parse<R: serde::de::DeserializeOwned>(&self) -> Result<R, ConfigError> {
         serde_yaml_ng::from_str(&self.text).map_err(|e| {
             let mut reason = e.to_string();

@@ -164,8 +164,7 @@ mod tests {
     use std::path::Path;
 
     fn check(text: &str) -> Result<UpstreamsConfig, Vec<ConfigError>> {
-        let src = Source::from_text(Path::new("conf"), "upstreams.yaml", text);
-        validate(src.parse().map_err(|e| vec![e])?, &src)
+        Source::check_text(Path::new("conf"), "upstreams.yaml", text, validate)
     }
 
     #[test]
