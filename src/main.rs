@@ -112,6 +112,15 @@ fn classify(dir: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Bind and release every listener address, to report a busy or forbidden port now.
+fn check_listeners(cfg: &kefu_edge::config::ServerConfig) -> Result<(), String> {
+    for addr in cfg.chat_listen.iter().chain(&cfg.admin_listen) {
+        std::net::TcpListener::bind(addr.as_str())
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn serve(cli: Cli, hangup: HangupPipe) -> ExitCode {
     let Some(config) = load(&cli.conf) else {
         return ExitCode::FAILURE;
@@ -131,6 +140,15 @@ fn serve(cli: Cli, hangup: HangupPipe) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Pingora retries a busy port for 30 s, then its listener thread panics and the process
+    // lives on without that listener. Fail at once instead, like nginx, so a supervisor sees
+    // it. (With -u the ports are busy by design: the old process hands them over.)
+    if !cli.upgrade
+        && let Err(e) = check_listeners(&server_cfg)
+    {
+        eprintln!("kefu-edge: {e}");
+        return ExitCode::FAILURE;
+    }
     let conf = ServerConf {
         daemon: cli.daemon,
         threads: server_cfg.threads,

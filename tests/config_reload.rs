@@ -272,3 +272,21 @@ fn sigterm_lets_in_flight_requests_finish_and_exits_in_the_grace_period() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_busy_port_fails_the_start_at_once() {
+    let conf = Conf::new();
+    let _taken = std::net::TcpListener::bind(conf.chat_addr()).unwrap();
+    let started = Instant::now();
+    let out = run_cli(&["-c", conf.path().to_str().unwrap()], "");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {}", conf.chat_addr())),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "did not wait for pingora's retries"
+    );
+}
