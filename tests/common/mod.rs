@@ -14,12 +14,19 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_kefu-edge");
 pub const UA: &str = "kefu-edge-tests/1.0";
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now. Taken from a counter below the kernel's ephemeral
+/// range, so two tests of one run never get the same port and outgoing connections never
+/// take it between this check and the server's bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let base = 20_000 + (std::process::id() as usize % 500) * 20;
+    loop {
+        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000 + 20_000;
+        let port = u16::try_from(port).expect("port");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A configuration directory: the shipped `conf/` copied, with test listeners and limits
