@@ -151,15 +151,10 @@ fn bad_input_gets_a_json_4xx_naming_the_problem() {
 
     // The process is still fine and counted every refusal.
     assert_eq!(server.chat("u", "我要退款").status, 200);
-    let metrics = get(server.admin, "/metrics").unwrap().text();
-    assert!(
-        metrics.contains(r#"kefu_chat_bad_requests_total{code="invalid_field"} 5"#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(r#"kefu_chat_bad_requests_total{code="body_too_large"} 2"#),
-        "{metrics}"
-    );
+    server.assert_metrics(&[
+        r#"kefu_chat_bad_requests_total{code="invalid_field"} 5"#,
+        r#"kefu_chat_bad_requests_total{code="body_too_large"} 2"#,
+    ]);
 }
 
 #[test]
@@ -186,11 +181,7 @@ fn replies_are_masked_but_whitelisted_words_kept() {
     );
     assert!(!reply.contains("最低价"), "absolute claim masked: {reply}");
     assert!(reply.contains("***"), "{reply}");
-    let metrics = get(server.admin, "/metrics").unwrap().text();
-    assert!(
-        metrics.contains("kefu_post_replies_masked_total 1"),
-        "{metrics}"
-    );
+    server.assert_metrics(&["kefu_post_replies_masked_total 1"]);
 }
 
 fn campaign_yaml(start: &str, end: &str) -> String {

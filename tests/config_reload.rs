@@ -202,15 +202,10 @@ fn a_broken_reload_keeps_the_old_configuration() {
         server.chat("u", "优惠券怎么用").json()["reply"],
         "亲，旧模板"
     );
-    let metrics = get(server.admin, "/metrics").unwrap().text();
-    assert!(
-        metrics.contains("kefu_config_reloads_failed_total 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("kefu_config_last_reload_success 0"),
-        "{metrics}"
-    );
+    server.assert_metrics(&[
+        "kefu_config_reloads_failed_total 1",
+        "kefu_config_last_reload_success 0",
+    ]);
     assert!(
         server.log_text().contains("reload refused"),
         "{}",

@@ -55,15 +55,10 @@ fn denied_user_agents_get_403() {
     )
     .unwrap();
     assert_eq!(r.status, 403);
-    let metrics = get(server.admin, "/metrics").unwrap().text();
-    assert!(
-        metrics.contains(r#"kefu_edge_denied_total{reason="user_agent"} 6"#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(r#"kefu_edge_denied_total{reason="empty_user_agent"} 2"#),
-        "{metrics}"
-    );
+    server.assert_metrics(&[
+        r#"kefu_edge_denied_total{reason="user_agent"} 6"#,
+        r#"kefu_edge_denied_total{reason="empty_user_agent"} 2"#,
+    ]);
 }
 
 #[test]
@@ -161,15 +156,10 @@ fn token_buckets_answer_429_with_retry_after() {
         .map(|i| server.chat(&format!("u{i}"), "在吗").status)
         .collect();
     assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
-    let metrics = get(server.admin, "/metrics").unwrap().text();
-    assert!(
-        metrics.contains(r#"kefu_limits_rejected_total{limit="user"} 1"#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(r#"kefu_limits_rejected_total{limit="client_ip"} 3"#),
-        "{metrics}"
-    );
+    server.assert_metrics(&[
+        r#"kefu_limits_rejected_total{limit="user"} 1"#,
+        r#"kefu_limits_rejected_total{limit="client_ip"} 3"#,
+    ]);
 }
 
 #[test]

@@ -212,6 +212,14 @@ impl Server {
     pub fn chat(&self, user_id: &str, text: &str) -> Response {
         chat(self.chat, user_id, text)
     }
+
+    /// Assert that `/metrics` on the admin listener has each of these sample lines.
+    pub fn assert_metrics(&self, lines: &[&str]) {
+        let text = get(self.admin, "/metrics").expect("metrics").text();
+        for line in lines {
+            assert!(text.lines().any(|l| l == *line), "no `{line}` in:\n{text}");
+        }
+    }
 }
 
 impl Drop for Server {
