@@ -38,5 +38,64 @@ pub struct Cli {
 pub enum Command {
     /// Read one message per line on stdin and print `intent<TAB>confidence<TAB>stage`, the
     /// decision the server makes, without a server.
-    Classify,
+    Classify {
+        /// Instead of stdin, score a `text<TAB>intent` file: accuracy, fast-path coverage and
+        /// precision, per-intent precision/recall, worst confusions.
+        #[arg(long, value_name = "FILE")]
+        eval: Option<PathBuf>,
+    },
+    /// Score every operator keyword rule of intents.yaml on the training split: how often it
+    /// decided and how often rightly, worst first.
+    AuditKeywords {
+        #[arg(long, default_value = "models/data/corpus")]
+        corpus: PathBuf,
+        #[arg(long, default_value = "../shared/data")]
+        jddc: PathBuf,
+        #[arg(long)]
+        no_jddc: bool,
+    },
+    /// Train the router from the corpus (and the JDDC questions), choose its thresholds on
+    /// the validation split, write the model and its manifest.
+    TrainRouter {
+        /// The project's corpus: one `<intent>.txt` per intent.
+        #[arg(long, default_value = "models/data/corpus")]
+        corpus: PathBuf,
+        /// Directory with jddc_intents_dev.tsv, jddc_intents_extra.tsv, jddc_to_kefu.tsv.
+        #[arg(long, default_value = "../shared/data")]
+        jddc: PathBuf,
+        /// Train on the project's corpus alone.
+        #[arg(long)]
+        no_jddc: bool,
+        /// Output directory for router.ftz and manifest.json.
+        #[arg(long, default_value = "models/router")]
+        out: PathBuf,
+        /// Where the validation splits are written (JDDC text must stay out of git).
+        #[arg(long, default_value = "target/router-eval")]
+        eval_dir: PathBuf,
+        /// Fast-path precision the chosen thresholds must reach on validation data.
+        #[arg(long, default_value_t = 0.97)]
+        precision_target: f64,
+        #[command(flatten)]
+        params: TrainFlags,
+    },
+}
+
+/// fastText parameters (defaults: the shipped model's).
+#[derive(clap::Args, Debug)]
+pub struct TrainFlags {
+    #[arg(long)]
+    pub dim: Option<i32>,
+    #[arg(long)]
+    pub epoch: Option<i32>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub word_ngrams: Option<i32>,
+    #[arg(long)]
+    pub bucket: Option<i32>,
+    #[arg(long)]
+    pub seed: Option<i32>,
+    /// Rows kept by quantization; 0 keeps the full-precision model.
+    #[arg(long)]
+    pub cutoff: Option<usize>,
 }

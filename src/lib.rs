@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod edge;
+pub mod eval;
 pub mod intent;
 pub mod limits;
 pub mod metrics;

@@ -1,7 +1,7 @@
 //! The `kefu-edge` binary: parse flags, load the configuration, add the services, run.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,10 +14,14 @@ use pingora::services::listening::Service;
 use kefu_edge::admin::AdminApp;
 use kefu_edge::cli::{Cli, Command};
 use kefu_edge::config::Config;
+use kefu_edge::eval::Evaluation;
+use kefu_edge::intent::Intent;
 use kefu_edge::metrics::Metrics;
 use kefu_edge::pipeline::Pipeline;
 use kefu_edge::proxy::KefuProxy;
 use kefu_edge::proxy::upstream::HealthCheckService;
+use kefu_edge::router::manifest::TrainParams;
+use kefu_edge::router::train::{TrainOptions, audit_keywords, train};
 use kefu_edge::signals::{HangupPipe, ReloadOnHangup};
 use kefu_edge::state::{Reloader, Snapshot};
 
@@ -36,8 +40,80 @@ fn main() -> ExitCode {
         return check(&cli.conf);
     }
     match cli.command {
-        Some(Command::Classify) => classify(&cli.conf),
+        Some(Command::Classify { eval: None }) => classify(&cli.conf),
+        Some(Command::Classify { eval: Some(file) }) => evaluate(&cli.conf, &file),
+        Some(Command::TrainRouter {
+            corpus,
+            jddc,
+            no_jddc,
+            out,
+            eval_dir,
+            precision_target,
+            params,
+        }) => {
+            let d = TrainParams::default();
+            let opts = TrainOptions {
+                corpus_dir: corpus,
+                jddc_dir: (!no_jddc).then_some(jddc),
+                out_dir: out,
+                eval_dir,
+                params: TrainParams {
+                    dim: params.dim.unwrap_or(d.dim),
+                    epoch: params.epoch.unwrap_or(d.epoch),
+                    lr: params.lr.unwrap_or(d.lr),
+                    word_ngrams: params.word_ngrams.unwrap_or(d.word_ngrams),
+                    bucket: params.bucket.unwrap_or(d.bucket),
+                    seed: params.seed.unwrap_or(d.seed),
+                    cutoff: params.cutoff.unwrap_or(d.cutoff),
+                    ..d
+                },
+                precision_target,
+            };
+            train_router(&cli.conf, &opts)
+        }
+        Some(Command::AuditKeywords {
+            corpus,
+            jddc,
+            no_jddc,
+        }) => {
+            let opts = TrainOptions {
+                corpus_dir: corpus,
+                jddc_dir: (!no_jddc).then_some(jddc),
+                out_dir: PathBuf::new(),
+                eval_dir: PathBuf::new(),
+                params: TrainParams::default(),
+                precision_target: 0.0,
+            };
+            audit(&cli.conf, &opts)
+        }
         None => serve(cli, hangup),
+    }
+}
+
+fn audit(dir: &Path, opts: &TrainOptions) -> ExitCode {
+    let result = Config::load_for_training(dir)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .and_then(|config| audit_keywords(&config, opts));
+    match result {
+        Ok(stats) => {
+            println!("precision\tdecided\tintent\trule\twrong (true intent: count)");
+            for s in stats {
+                let wrong: Vec<String> = s.wrong.iter().map(|(i, n)| format!("{i}:{n}")).collect();
+                println!(
+                    "{:.3}\t{}\t{}\t{}\t{}",
+                    s.correct as f64 / s.decided as f64,
+                    s.decided,
+                    s.intent,
+                    s.rule,
+                    wrong.join(" ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kefu-edge: audit-keywords: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -75,16 +151,89 @@ fn check(dir: &Path) -> ExitCode {
     }
 }
 
-fn classify(dir: &Path) -> ExitCode {
-    let Some(config) = load(dir) else {
-        return ExitCode::FAILURE;
-    };
-    let pipeline = match Pipeline::new(&config) {
-        Ok(p) => p,
+/// The pipeline of a configuration directory, or the errors printed.
+fn pipeline(dir: &Path) -> Option<Pipeline> {
+    let config = load(dir)?;
+    match Pipeline::new(&config, None) {
+        Ok(p) => Some(p),
         Err(e) => {
             eprintln!("kefu-edge: {e:#}");
+            None
+        }
+    }
+}
+
+fn evaluate(dir: &Path, file: &Path) -> ExitCode {
+    let Some(pipeline) = pipeline(dir) else {
+        return ExitCode::FAILURE;
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kefu-edge: {}: {e}", file.display());
             return ExitCode::FAILURE;
         }
+    };
+    let mut eval = Evaluation::default();
+    for (n, line) in text.lines().enumerate() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let parsed = line
+            .rsplit_once('\t')
+            .map(|(t, i)| (t, i.trim().parse::<Intent>()));
+        let Some((message, Ok(truth))) = parsed else {
+            eprintln!(
+                "kefu-edge: {}:{}: expected `text<TAB>intent`",
+                file.display(),
+                n + 1
+            );
+            return ExitCode::FAILURE;
+        };
+        eval.add(truth, &pipeline.decide(message));
+    }
+    print!("{}", eval.report());
+    ExitCode::SUCCESS
+}
+
+fn train_router(dir: &Path, opts: &TrainOptions) -> ExitCode {
+    let config = match Config::load_for_training(dir) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("kefu-edge: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = std::time::Instant::now();
+    match train(&config, opts) {
+        Ok(trained) => {
+            for (name, report) in &trained.reports {
+                println!("== {name}\n{report}");
+            }
+            let m = &trained.manifest;
+            println!(
+                "wrote {} ({} bytes) and manifest.json to {} in {:.1} s; thresholds: global {:.2}, raised {:?}",
+                m.model_file,
+                m.model_bytes,
+                opts.out_dir.display(),
+                started.elapsed().as_secs_f64(),
+                m.thresholds.global,
+                m.thresholds.per_intent
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kefu-edge: train-router: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn classify(dir: &Path) -> ExitCode {
+    let Some(pipeline) = pipeline(dir) else {
+        return ExitCode::FAILURE;
     };
     let stdin = std::io::stdin().lock();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

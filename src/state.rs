@@ -44,7 +44,7 @@ impl Snapshot {
         Ok(Snapshot {
             generation,
             edge: EdgeFilter::new(&config.edge)?,
-            pipeline: Pipeline::new(&config)?,
+            pipeline: Pipeline::new(&config, previous.map(|p| &p.pipeline))?,
             upstreams: Upstreams::new(&config.upstreams, previous.map(|p| &p.upstreams))?,
             limits,
             config,

@@ -21,11 +21,21 @@ fn every_fast_intent_is_answered_from_the_rule_cache() {
             assert_eq!(v["source"], "fallback", "{text}: {v}");
             continue;
         }
-        assert_eq!(v["intent"], want.as_str(), "{text}: {v}");
-        assert_eq!(v["source"], "rule", "{text}: {v}");
-        assert_eq!(v["confidence"], 1.0);
-        assert!(v["reply"].as_str().is_some_and(|s| s.contains('亲')), "{v}");
         assert!(v["trace_id"].as_str().is_some_and(|s| s.len() == 16), "{v}");
+        if v["source"] != "rule" {
+            // Below its threshold: the model stage (the fallback until it exists).
+            assert_eq!(v["source"], "fallback", "{text}: {v}");
+            continue;
+        }
+        assert_eq!(v["intent"], want.as_str(), "{text}: {v}");
+        // 1 for an operator keyword rule, the router's probability otherwise.
+        assert!(
+            v["confidence"]
+                .as_f64()
+                .is_some_and(|c| c > 0.0 && c <= 1.0),
+            "{v}"
+        );
+        assert!(v["reply"].as_str().is_some_and(|s| s.contains('亲')), "{v}");
         seen.insert(want.clone());
     }
     assert_eq!(

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Check conf/intents.yaml against its own schema and against tests/data/intent_samples.tsv.
+"""Check conf/intents.yaml against its own schema and against tests/data/intent_samples.tsv
+(keyword layer only: whatever it answers must be right).
 
 Mirrors the matching of src/router/keyword.rs (see the header of conf/intents.yaml):
   * the text is folded: full-width ASCII U+FF01..U+FF5E -> ASCII, U+3000 -> space,
@@ -266,7 +267,10 @@ def main():
             got = got or "fallback"
             n += 1
             counts[want] = counts.get(want, 0) + 1
-            if got != want:
+            # The keyword layer is the operator override in front of the trained router: what it
+            # answers must be right, and fallback samples it must leave alone; the rest is the
+            # router's (tested by the Rust suite against the shipped model).
+            if got != "fallback" and got != want:
                 errors.append(f"{samples}:{lineno}: {text!r}: want {want}, got {got} (hit {hit})")
     for iid in fast:
         if counts.get(iid, 0) < 3:

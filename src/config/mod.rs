@@ -11,6 +11,7 @@ mod edge;
 mod intents;
 mod limits;
 mod post;
+mod router;
 mod server;
 mod source;
 pub mod types;
@@ -23,6 +24,7 @@ pub use edge::{EdgeConfig, IpDefault, RealIpConfig, RealIpHeader, UserAgentConfi
 pub use intents::{IntentRules, IntentsConfig};
 pub use limits::{BucketConfig, LimitsConfig};
 pub use post::{CampaignConfig, PostConfig};
+pub use router::{QualityGate, RouterConfig};
 pub use server::{ChatApiConfig, ServerConfig};
 pub use upstreams::{HealthCheckConfig, HealthCheckKind, PoolConfig, RouteConfig, UpstreamsConfig};
 
@@ -39,6 +41,7 @@ pub struct Config {
     pub intents: IntentsConfig,
     pub post: PostConfig,
     pub upstreams: UpstreamsConfig,
+    pub router: RouterConfig,
 }
 
 /// One problem in one file, with the line where the parser or the key lookup found it.
@@ -78,14 +81,39 @@ impl Config {
     /// Read, parse and validate every file of `dir`. Either the whole configuration is
     /// valid, or every error found is returned.
     pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
+        Self::load_checking(dir, true)
+    }
+
+    /// Load a directory whose router model may not exist yet (to train it); the router is
+    /// disabled in the result.
+    pub fn load_for_training(dir: &Path) -> Result<Config, ConfigErrors> {
+        let mut config = Self::load_checking(dir, false)?;
+        config.router.enabled = false;
+        Ok(config)
+    }
+
+    fn load_checking(dir: &Path, check_models: bool) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let server = load_file(dir, "server.yaml", &mut errors, server::validate);
-        let edge = load_file(dir, "edge.yaml", &mut errors, edge::validate);
-        let limits = load_file(dir, "limits.yaml", &mut errors, limits::validate);
-        let intents = load_file(dir, "intents.yaml", &mut errors, intents::validate);
-        let post = load_file(dir, "post.yaml", &mut errors, post::validate);
-        let upstreams = load_file(dir, "upstreams.yaml", &mut errors, upstreams::validate);
-        match (server, edge, limits, intents, post, upstreams) {
+        let server = load_file(dir, "server.yaml", &mut errors, server::validate, true);
+        let edge = load_file(dir, "edge.yaml", &mut errors, edge::validate, true);
+        let limits = load_file(dir, "limits.yaml", &mut errors, limits::validate, true);
+        let intents = load_file(dir, "intents.yaml", &mut errors, intents::validate, true);
+        let post = load_file(dir, "post.yaml", &mut errors, post::validate, true);
+        let upstreams = load_file(
+            dir,
+            "upstreams.yaml",
+            &mut errors,
+            upstreams::validate,
+            true,
+        );
+        let router = load_file(
+            dir,
+            "router.yaml",
+            &mut errors,
+            router::validate,
+            check_models,
+        );
+        match (server, edge, limits, intents, post, upstreams, router) {
             (
                 Some(server),
                 Some(edge),
@@ -93,6 +121,7 @@ impl Config {
                 Some(intents),
                 Some(post),
                 Some(upstreams),
+                Some(router),
             ) if errors.is_empty() => Ok(Config {
                 dir: dir.to_path_buf(),
                 server,
@@ -101,6 +130,7 @@ impl Config {
                 intents,
                 post,
                 upstreams,
+                router,
             }),
             _ => Err(ConfigErrors(errors)),
         }
@@ -113,12 +143,16 @@ fn load_file<R, T>(
     name: &str,
     errors: &mut Vec<ConfigError>,
     validate: fn(R, &Source) -> Result<T, Vec<ConfigError>>,
+    check_models: bool,
 ) -> Option<T>
 where
     R: serde::de::DeserializeOwned,
 {
     let source = match Source::read(dir, name) {
-        Ok(source) => source,
+        Ok(mut source) => {
+            source.check_models = check_models;
+            source
+        }
         Err(e) => {
             errors.push(e);
             return None;
@@ -173,7 +207,7 @@ mod tests {
     #[test]
     fn a_missing_directory_names_every_file() {
         let errors = Config::load(Path::new("/nonexistent/kefu")).unwrap_err();
-        assert_eq!(errors.0.len(), 6);
+        assert_eq!(errors.0.len(), 7);
         assert!(errors.0[0].to_string().contains("server.yaml"));
     }
 }

@@ -10,6 +10,8 @@ pub struct Source {
     pub path: PathBuf,
     dir: PathBuf,
     text: String,
+    /// Whether model files must exist (not when loading a configuration to train them).
+    pub check_models: bool,
 }
 
 impl Source {
@@ -20,6 +22,7 @@ impl Source {
                 path,
                 dir: dir.to_path_buf(),
                 text,
+                check_models: true,
             }),
             Err(e) => Err(ConfigError {
                 file: path,
@@ -36,6 +39,7 @@ impl Source {
             path: dir.join(name),
             dir: dir.to_path_buf(),
             text: text.to_owned(),
+            check_models: true,
         }
     }
 

@@ -38,6 +38,16 @@ pub struct KeywordHit {
     pub intent: Intent,
     /// Length in characters of the hit that decided it.
     pub matched_chars: usize,
+    /// The rule that decided it (see [`KeywordRouter::rule_name`]).
+    pub rule: RuleId,
+}
+
+/// A keyword (index into the automaton's patterns) or a regex (index into the patterns of
+/// intents.yaml, in file order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RuleId {
+    Keyword(u32),
+    Regex(u32),
 }
 
 pub struct KeywordRouter {
@@ -45,6 +55,8 @@ pub struct KeywordRouter {
     automaton: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
     /// Per pattern: its length in characters and every target it belongs to.
     targets: Vec<(usize, Vec<Target>)>,
+    /// The automaton's patterns, for naming rules.
+    patterns: Vec<String>,
     /// (intent slot, regex, whether it is gated by literals).
     regexes: Vec<(usize, Regex, bool)>,
     /// In file order: (intent, priority).
@@ -106,6 +118,7 @@ impl KeywordRouter {
         Ok(KeywordRouter {
             automaton,
             targets,
+            patterns,
             regexes,
             intents: cfg.intents.iter().map(|r| (r.intent, r.priority)).collect(),
         })
@@ -114,6 +127,7 @@ impl KeywordRouter {
     /// The intent an operator rule assigns to `text`, if any.
     pub fn classify(&self, text: &str) -> Option<KeywordHit> {
         let mut best_len = [0usize; MAX_SLOTS];
+        let mut best_rule = [RuleId::Keyword(0); MAX_SLOTS];
         let mut excluded = 0u64;
         let mut gates = [0u64; MAX_GATED / 64];
         if let Some(ac) = &self.automaton {
@@ -124,7 +138,11 @@ impl KeywordRouter {
                     let (len, targets) = &self.targets[m.value() as usize];
                     for t in targets {
                         match *t {
-                            Target::Keyword(slot) => best_len[slot] = best_len[slot].max(*len),
+                            Target::Keyword(slot) if *len > best_len[slot] => {
+                                best_len[slot] = *len;
+                                best_rule[slot] = RuleId::Keyword(m.value());
+                            }
+                            Target::Keyword(_) => {}
                             Target::Exclude(slot) => excluded |= 1 << slot,
                             Target::Gate(i) => gates[i / 64] |= 1 << (i % 64),
                         }
@@ -145,7 +163,11 @@ impl KeywordRouter {
                 }
             });
             if let Some(m) = re.find(haystack) {
-                best_len[*slot] = best_len[*slot].max(m.as_str().chars().count().max(1));
+                let len = m.as_str().chars().count().max(1);
+                if len > best_len[*slot] {
+                    best_len[*slot] = len;
+                    best_rule[*slot] = RuleId::Regex(i as u32);
+                }
             }
         }
         let mut winner: Option<(usize, usize)> = None; // (slot, len)
@@ -166,7 +188,20 @@ impl KeywordRouter {
         winner.map(|(slot, len)| KeywordHit {
             intent: self.intents[slot].0,
             matched_chars: len,
+            rule: best_rule[slot],
         })
+    }
+
+    /// A rule as written: the keyword, or the regex between slashes.
+    pub fn rule_name(&self, rule: RuleId) -> String {
+        match rule {
+            RuleId::Keyword(i) => self.patterns.get(i as usize).cloned().unwrap_or_default(),
+            RuleId::Regex(i) => self
+                .regexes
+                .get(i as usize)
+                .map(|(_, re, _)| format!("/{}/", re.as_str()))
+                .unwrap_or_default(),
+        }
     }
 }
 

@@ -1,9 +1,16 @@
 //! Fast router: decides which intent a message is, cheaply enough to run on every request.
 //!
-//! Today this is the operator keyword layer; the trained fastText-style classifier joins it
-//! here, behind the same decision in `pipeline`, with the keyword layer kept as the override.
+//! Two layers: the operator keyword rules (`keyword`), which win, and a trained fastText-style
+//! classifier (`trained`, with its `features`, `corpus`, `train`ing and `manifest`). The
+//! decision that combines them, with the per-intent thresholds, is in `pipeline`.
 
+pub mod corpus;
+pub mod features;
 mod gate;
 pub mod keyword;
+pub mod manifest;
+pub mod train;
+pub mod trained;
 
 pub use keyword::{KeywordHit, KeywordRouter};
+pub use trained::{RouterGuess, RouterModel, TrainedRouter};

@@ -50,6 +50,13 @@ impl Conf {
             admin_port: free_port(),
         };
         conf.write_server(&format!("\"127.0.0.1:{}\"", conf.chat_port));
+        // The copy lives elsewhere: point it at the repository's shipped router model.
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/router");
+        conf.patch(
+            "router.yaml",
+            "model: ../models/router/router.ftz",
+            &format!("model: {}/router.ftz", models.display()),
+        );
         conf.write(
             "limits.yaml",
             "global: {rate: 100000r/s, burst: 100000}\nper_ip: {rate: 100000r/s, burst: 100000}\nper_user: {rate: 100000r/s, burst: 100000}\n",

@@ -1,0 +1,130 @@
+//! The manifest written next to a trained router model: what it was trained from, with which
+//! parameters, the thresholds chosen on validation data, and its validation figures. The
+//! server refuses a model whose file does not match the manifest's hash or whose figures are
+//! below the configured quality gate.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::QualityGate;
+use crate::eval::Metrics;
+use crate::intent::Intent;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainParams {
+    pub dim: i32,
+    pub epoch: i32,
+    pub lr: f64,
+    pub word_ngrams: i32,
+    pub bucket: i32,
+    pub min_count: i32,
+    pub seed: i32,
+    /// Rows kept by quantization (0: not quantized).
+    pub cutoff: usize,
+    pub dsub: usize,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            dim: 64,
+            epoch: 30,
+            lr: 0.5,
+            word_ngrams: 2,
+            bucket: 200_000,
+            min_count: 1,
+            seed: 42,
+            cutoff: 60_000,
+            dsub: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// The lowest probability at which a fast intent is answered from the rule cache.
+    pub global: f32,
+    /// Raised thresholds for intents that need them.
+    pub per_intent: BTreeMap<Intent, f32>,
+    /// How they were chosen, for people.
+    pub method: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub model_file: String,
+    pub model_sha256: String,
+    pub model_bytes: u64,
+    /// sha256 of the training lines as written for fastText, in order.
+    pub corpus_sha256: String,
+    /// Training / validation examples by origin.
+    pub examples: BTreeMap<String, usize>,
+    pub params: TrainParams,
+    pub thresholds: Thresholds,
+    /// Two-stage decision figures by validation split (`authored`, `jddc`).
+    pub validation: BTreeMap<String, Metrics>,
+    pub trained_with: String,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Manifest {
+    pub fn read(path: &Path) -> anyhow::Result<Manifest> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The model file's bytes must be the ones this manifest describes.
+    pub fn verify_model(&self, bytes: &[u8]) -> anyhow::Result<()> {
+        let actual = sha256_hex(bytes);
+        anyhow::ensure!(
+            actual == self.model_sha256,
+            "model file sha256 {actual} does not match the manifest ({}): corrupted or from another training run",
+            self.model_sha256
+        );
+        Ok(())
+    }
+
+    /// The authored validation figures must meet the gate.
+    pub fn check_gate(&self, gate: &QualityGate) -> anyhow::Result<()> {
+        let m = self
+            .validation
+            .get("authored")
+            .context("manifest has no `authored` validation figures")?;
+        for (name, value, floor) in [
+            (
+                "fast-path precision",
+                m.fast_precision,
+                gate.min_fast_precision,
+            ),
+            (
+                "fast-path coverage",
+                m.fast_coverage,
+                gate.min_fast_coverage,
+            ),
+            ("accuracy", m.accuracy, gate.min_accuracy),
+        ] {
+            anyhow::ensure!(
+                value >= floor,
+                "validation {name} {value:.4} is below the quality gate {floor:.4}"
+            );
+        }
+        Ok(())
+    }
+}
