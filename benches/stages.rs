@@ -75,6 +75,17 @@ fn main() {
     bench("parse body", &bodies, |b| {
         let _ = black_box(api::parse_chat(b, limits));
     });
+    if let Some(router) = snap.pipeline.router() {
+        bench("router: classify", &msgs, |m| {
+            black_box(router.router.classify(m));
+        });
+    }
+    bench("router: features", &msgs, |m| {
+        black_box(kefu_edge::router::features::tokens(m));
+    });
+    bench("keywords: classify", &msgs, |m| {
+        black_box(snap.pipeline.keywords().classify(m));
+    });
     bench("pipeline.decide", &msgs, |m| {
         black_box(snap.pipeline.decide(m));
     });

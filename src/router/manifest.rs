@@ -31,14 +31,14 @@ pub struct TrainParams {
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
-            dim: 64,
+            dim: 32,
             epoch: 30,
             lr: 0.5,
             word_ngrams: 2,
-            bucket: 200_000,
+            bucket: 20_000,
             min_count: 1,
             seed: 42,
-            cutoff: 60_000,
+            cutoff: 0,
             dsub: 2,
         }
     }

@@ -1,0 +1,102 @@
+//! The trained router end to end: the CLI and the server make the same decisions, and a
+//! reload refuses a router file that does not match its manifest.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn classify_cli_and_server_agree() {
+    let conf = Conf::new();
+    let server = Server::start(&conf);
+    let samples = tsv("tests/data/intent_samples.tsv");
+    let mut second: Vec<(String, String)> = tsv("models/eval/second_eval.tsv");
+    second.truncate(120);
+    let texts: Vec<&str> = samples
+        .iter()
+        .chain(&second)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    let out = run_cli(
+        &["classify", "-c", conf.path().to_str().unwrap()],
+        &(texts.join("\n") + "\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), texts.len());
+    let mut rule = 0;
+    for (text, line) in texts.iter().zip(lines) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 3, "{line}");
+        let (intent, confidence, stage) = (cols[0], cols[1].parse::<f64>().unwrap(), cols[2]);
+        let v = server.chat("agree", text).json();
+        assert_eq!(v["intent"], intent, "{text}: cli {line}, server {v}");
+        let served = v["confidence"].as_f64().unwrap();
+        assert!(
+            (served - confidence).abs() < 1e-3,
+            "{text}: cli {line}, server {v}"
+        );
+        let source = if stage == "rule" { "rule" } else { "fallback" };
+        assert_eq!(v["source"], source, "{text}: cli {line}, server {v}");
+        rule += usize::from(stage == "rule");
+    }
+    assert!(
+        rule > 0 && rule < texts.len(),
+        "both stages exercised: {rule}/{}",
+        texts.len()
+    );
+}
+
+#[test]
+fn a_corrupted_router_is_refused_on_reload_and_the_old_one_serves() {
+    let conf = Conf::new();
+    // A private copy of the model the test may break.
+    let models = conf.path().join("model");
+    std::fs::create_dir_all(&models).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/router");
+    for f in ["router.ftz", "manifest.json"] {
+        std::fs::copy(shipped.join(f), models.join(f)).unwrap();
+    }
+    let router_yaml = conf.read("router.yaml");
+    let line = router_yaml
+        .lines()
+        .find(|l| l.starts_with("model:"))
+        .unwrap()
+        .to_string();
+    conf.patch(
+        "router.yaml",
+        &line,
+        &format!("model: {}/router.ftz", models.display()),
+    );
+    let server = Server::start(&conf);
+    let before = server.chat("u", "我的退款到账了吗").json();
+
+    let mut bytes = std::fs::read(models.join("router.ftz")).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(models.join("router.ftz"), &bytes).unwrap();
+    server.signal("HUP");
+    let h = server.wait_reload(|c| c["reloads_failed"] == 1);
+    let errors = h["config"]["last"]["errors"].to_string();
+    assert!(errors.contains("does not match the manifest"), "{errors}");
+    assert_eq!(h["config"]["generation"], 1);
+    let after = server.chat("u", "我的退款到账了吗").json();
+    assert_eq!(before["intent"], after["intent"]);
+    assert_eq!(before["confidence"], after["confidence"]);
+
+    // A model below the quality gate is refused too.
+    std::fs::copy(shipped.join("router.ftz"), models.join("router.ftz")).unwrap();
+    conf.patch(
+        "router.yaml",
+        "min_fast_precision: 0.95",
+        "min_fast_precision: 0.999",
+    );
+    let r = post(server.admin, "/reload", "", b"").unwrap();
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("quality gate"), "{}", r.text());
+}
