@@ -39,6 +39,30 @@ fn bench<T>(name: &str, inputs: &[T], mut f: impl FnMut(&T)) {
     println!("{name:<28} {ns:>9.0} ns/call {:>12.0} calls/s", 1e9 / ns);
 }
 
+/// Time every call separately (after a warm-up pass); print p50, p99 and max.
+fn latency<T>(name: &str, inputs: &[T], mut f: impl FnMut(&T)) {
+    for x in inputs {
+        f(x);
+    }
+    let mut ns: Vec<u64> = Vec::with_capacity(inputs.len() * 200);
+    for _ in 0..200 {
+        for x in inputs {
+            let t = Instant::now();
+            f(x);
+            ns.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    ns.sort_unstable();
+    let q = |p: f64| ns[((ns.len() - 1) as f64 * p) as usize];
+    println!(
+        "{name:<28} p50 {:>7} ns  p99 {:>7} ns  max {:>8} ns  ({} calls)",
+        q(0.5),
+        q(0.99),
+        ns[ns.len() - 1],
+        ns.len()
+    );
+}
+
 fn main() {
     let dir = std::env::var("KEFU_BENCH_CONF")
         .map(std::path::PathBuf::from)
@@ -77,6 +101,9 @@ fn main() {
     });
     if let Some(router) = snap.pipeline.router() {
         bench("router: classify", &msgs, |m| {
+            black_box(router.router.classify(m));
+        });
+        latency("router: classify latency", &msgs, |m| {
             black_box(router.router.classify(m));
         });
     }

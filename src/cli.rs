@@ -72,9 +72,12 @@ pub enum Command {
         /// Where the validation splits are written (JDDC text must stay out of git).
         #[arg(long, default_value = "target/router-eval")]
         eval_dir: PathBuf,
-        /// Fast-path precision the chosen thresholds must reach on validation data.
+        /// Fast-path precision the thresholds must reach on the authored validation split.
         #[arg(long, default_value_t = 0.97)]
         precision_target: f64,
+        /// Fast-path precision the thresholds must reach on the JDDC validation split.
+        #[arg(long, default_value_t = 0.95)]
+        jddc_precision_target: f64,
         #[command(flatten)]
         params: TrainFlags,
     },

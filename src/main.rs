@@ -1,5 +1,6 @@
 //! The `kefu-edge` binary: parse flags, load the configuration, add the services, run.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use kefu_edge::metrics::Metrics;
 use kefu_edge::pipeline::Pipeline;
 use kefu_edge::proxy::KefuProxy;
 use kefu_edge::proxy::upstream::HealthCheckService;
+use kefu_edge::router::corpus::Origin;
 use kefu_edge::router::manifest::TrainParams;
 use kefu_edge::router::train::{TrainOptions, audit_keywords, train};
 use kefu_edge::signals::{HangupPipe, ReloadOnHangup};
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
             out,
             eval_dir,
             precision_target,
+            jddc_precision_target,
             params,
         }) => {
             let d = TrainParams::default();
@@ -67,7 +70,10 @@ fn main() -> ExitCode {
                     cutoff: params.cutoff.unwrap_or(d.cutoff),
                     ..d
                 },
-                precision_target,
+                precision_targets: BTreeMap::from([
+                    (Origin::Authored, precision_target),
+                    (Origin::Jddc, jddc_precision_target),
+                ]),
             };
             train_router(&cli.conf, &opts)
         }
@@ -82,7 +88,7 @@ fn main() -> ExitCode {
                 out_dir: PathBuf::new(),
                 eval_dir: PathBuf::new(),
                 params: TrainParams::default(),
-                precision_target: 0.0,
+                precision_targets: BTreeMap::new(),
             };
             audit(&cli.conf, &opts)
         }

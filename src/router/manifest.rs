@@ -52,6 +52,9 @@ pub struct Thresholds {
     pub per_intent: BTreeMap<Intent, f32>,
     /// How they were chosen, for people.
     pub method: String,
+    /// Whether the global threshold meets every target (if not, it is the highest tried).
+    #[serde(default)]
+    pub targets_met: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
