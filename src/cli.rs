@@ -47,25 +47,14 @@ pub enum Command {
     /// Score every operator keyword rule of intents.yaml on the training split: how often it
     /// decided and how often rightly, worst first.
     AuditKeywords {
-        #[arg(long, default_value = "models/data/corpus")]
-        corpus: PathBuf,
-        #[arg(long, default_value = "../shared/data")]
-        jddc: PathBuf,
-        #[arg(long)]
-        no_jddc: bool,
+        #[command(flatten)]
+        data: CorpusFlags,
     },
     /// Train the router from the corpus (and the JDDC questions), choose its thresholds on
     /// the validation split, write the model and its manifest.
     TrainRouter {
-        /// The project's corpus: one `<intent>.txt` per intent.
-        #[arg(long, default_value = "models/data/corpus")]
-        corpus: PathBuf,
-        /// Directory with jddc_intents_dev.tsv, jddc_intents_extra.tsv, jddc_to_kefu.tsv.
-        #[arg(long, default_value = "../shared/data")]
-        jddc: PathBuf,
-        /// Train on the project's corpus alone.
-        #[arg(long)]
-        no_jddc: bool,
+        #[command(flatten)]
+        data: CorpusFlags,
         /// Output directory for router.ftz and manifest.json.
         #[arg(long, default_value = "models/router")]
         out: PathBuf,
@@ -81,6 +70,26 @@ pub enum Command {
         #[command(flatten)]
         params: TrainFlags,
     },
+}
+
+/// Where the labelled messages come from.
+#[derive(clap::Args, Debug)]
+pub struct CorpusFlags {
+    /// The project's corpus: one `<intent>.txt` per intent.
+    #[arg(long, default_value = "models/data/corpus")]
+    pub corpus: PathBuf,
+    /// Directory with jddc_intents_dev.tsv, jddc_intents_extra.tsv, jddc_to_kefu.tsv.
+    #[arg(long, default_value = "../shared/data")]
+    pub jddc: PathBuf,
+    /// Use the project's corpus alone.
+    #[arg(long)]
+    pub no_jddc: bool,
+}
+
+impl CorpusFlags {
+    pub fn jddc_dir(&self) -> Option<PathBuf> {
+        (!self.no_jddc).then(|| self.jddc.clone())
+    }
 }
 
 /// fastText parameters (defaults: the shipped model's).

@@ -45,9 +45,7 @@ fn main() -> ExitCode {
         Some(Command::Classify { eval: None }) => classify(&cli.conf),
         Some(Command::Classify { eval: Some(file) }) => evaluate(&cli.conf, &file),
         Some(Command::TrainRouter {
-            corpus,
-            jddc,
-            no_jddc,
+            data,
             out,
             eval_dir,
             precision_target,
@@ -56,8 +54,8 @@ fn main() -> ExitCode {
         }) => {
             let d = TrainParams::default();
             let opts = TrainOptions {
-                corpus_dir: corpus,
-                jddc_dir: (!no_jddc).then_some(jddc),
+                jddc_dir: data.jddc_dir(),
+                corpus_dir: data.corpus,
                 out_dir: out,
                 eval_dir,
                 params: TrainParams {
