@@ -75,14 +75,10 @@ fn main() -> ExitCode {
             };
             train_router(&cli.conf, &opts)
         }
-        Some(Command::AuditKeywords {
-            corpus,
-            jddc,
-            no_jddc,
-        }) => {
+        Some(Command::AuditKeywords { data }) => {
             let opts = TrainOptions {
-                corpus_dir: corpus,
-                jddc_dir: (!no_jddc).then_some(jddc),
+                jddc_dir: data.jddc_dir(),
+                corpus_dir: data.corpus,
                 out_dir: PathBuf::new(),
                 eval_dir: PathBuf::new(),
                 params: TrainParams::default(),
@@ -100,19 +96,36 @@ fn audit(dir: &Path, opts: &TrainOptions) -> ExitCode {
         .and_then(|config| audit_keywords(&config, opts));
     match result {
         Ok(stats) => {
-            println!("precision\tdecided\tintent\trule\twrong (true intent: count)");
-            for s in stats {
-                let wrong: Vec<String> = s.wrong.iter().map(|(i, n)| format!("{i}:{n}")).collect();
-                println!(
-                    "{:.3}\t{}\t{}\t{}\t{}",
-                    s.correct as f64 / s.decided as f64,
-                    s.decided,
-                    s.intent,
-                    s.rule,
-                    wrong.join(" ")
-                );
+            // Written with errors handled: `audit-keywords | head` closes the pipe early.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let write = || -> std::io::Result<()> {
+                writeln!(
+                    out,
+                    "precision\tdecided\tintent\trule\twrong (true intent: count)"
+                )?;
+                for s in stats {
+                    let wrong: Vec<String> =
+                        s.wrong.iter().map(|(i, n)| format!("{i}:{n}")).collect();
+                    writeln!(
+                        out,
+                        "{:.3}\t{}\t{}\t{}\t{}",
+                        s.correct as f64 / s.decided as f64,
+                        s.decided,
+                        s.intent,
+                        s.rule,
+                        wrong.join(" ")
+                    )?;
+                }
+                out.flush()
+            };
+            match write() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kefu-edge: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("kefu-edge: audit-keywords: {e:#}");
