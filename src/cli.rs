@@ -107,7 +107,4 @@ pub struct TrainFlags {
     pub bucket: Option<i32>,
     #[arg(long)]
     pub seed: Option<i32>,
-    /// Rows kept by quantization; 0 keeps the full-precision model.
-    #[arg(long)]
-    pub cutoff: Option<usize>,
 }

@@ -65,7 +65,6 @@ fn main() -> ExitCode {
                     word_ngrams: params.word_ngrams.unwrap_or(d.word_ngrams),
                     bucket: params.bucket.unwrap_or(d.bucket),
                     seed: params.seed.unwrap_or(d.seed),
-                    cutoff: params.cutoff.unwrap_or(d.cutoff),
                     ..d
                 },
                 precision_targets: BTreeMap::from([

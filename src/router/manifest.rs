@@ -23,9 +23,6 @@ pub struct TrainParams {
     pub bucket: i32,
     pub min_count: i32,
     pub seed: i32,
-    /// Rows kept by quantization (0: not quantized).
-    pub cutoff: usize,
-    pub dsub: usize,
 }
 
 impl Default for TrainParams {
@@ -38,8 +35,6 @@ impl Default for TrainParams {
             bucket: 20_000,
             min_count: 1,
             seed: 42,
-            cutoff: 0,
-            dsub: 2,
         }
     }
 }
