@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use crate::config::Config;
 use crate::intent::{Intent, Tier};
 use crate::post::ReplyFilter;
-use crate::router::{KeywordRouter, RouterModel};
+use crate::router::{KeywordRouter, RouterGuess, RouterModel};
 use crate::rules::RuleCache;
 
 /// Which stage produced a reply (the `source` field of the API).
@@ -139,6 +139,42 @@ fn filter(post: &ReplyFilter, reply: String) -> (String, bool) {
     }
 }
 
+/// The two-stage rule on what the layers said, shared by [`Pipeline::decide`] and the
+/// threshold search of `train-router` so both apply the same rule. `guess` is asked only when
+/// no keyword rule answers.
+pub fn two_stage(
+    keyword: Option<Intent>,
+    guess: impl FnOnce() -> Option<RouterGuess>,
+    threshold: impl Fn(Intent) -> f32,
+    answers: impl Fn(Intent) -> bool,
+) -> Decision {
+    if let Some(intent) = keyword
+        && answers(intent)
+    {
+        return Decision {
+            intent,
+            confidence: 1.0,
+            stage: Stage::Rule,
+        };
+    }
+    match guess() {
+        Some(g) => {
+            let fast =
+                g.intent.tier() == Tier::Fast && answers(g.intent) && g.prob >= threshold(g.intent);
+            Decision {
+                intent: g.intent,
+                confidence: g.prob,
+                stage: if fast { Stage::Rule } else { Stage::Model },
+            }
+        }
+        None => Decision {
+            intent: Intent::Other,
+            confidence: 0.0,
+            stage: Stage::Model,
+        },
+    }
+}
+
 impl Pipeline {
     /// Build every stage of `cfg`; a router model that `previous` already loaded (same
     /// file hash) is shared rather than loaded again.
@@ -168,32 +204,13 @@ impl Pipeline {
     /// reaches that intent's threshold; anything else goes to the model stage, carrying the
     /// router's guess.
     pub fn decide(&self, text: &str) -> Decision {
-        if let Some(hit) = self.keywords.classify(text)
-            && self.rules.answers(hit.intent)
-        {
-            return Decision {
-                intent: hit.intent,
-                confidence: 1.0,
-                stage: Stage::Rule,
-            };
-        }
-        if let Some(router) = &self.router
-            && let Some(guess) = router.router.classify(text)
-        {
-            let fast = guess.intent.tier() == Tier::Fast
-                && self.rules.answers(guess.intent)
-                && guess.prob >= router.threshold(guess.intent);
-            return Decision {
-                intent: guess.intent,
-                confidence: guess.prob,
-                stage: if fast { Stage::Rule } else { Stage::Model },
-            };
-        }
-        Decision {
-            intent: Intent::Other,
-            confidence: 0.0,
-            stage: Stage::Model,
-        }
+        let router = self.router.as_ref();
+        two_stage(
+            self.keywords.classify(text).map(|hit| hit.intent),
+            || router.and_then(|r| r.router.classify(text)),
+            |intent| router.map_or(1.0, |r| r.threshold(intent)),
+            |intent| self.rules.answers(intent),
+        )
     }
 
     /// The operator keyword layer.

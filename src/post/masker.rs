@@ -46,7 +46,7 @@ impl IgnoreSet {
         if c.is_ascii() {
             self.ascii & (1 << (c as u32)) != 0
         } else {
-            !self.other.is_empty() && self.other.contains(&c)
+            self.other.contains(&c)
         }
     }
 }

@@ -23,11 +23,11 @@ use fasttext::args::{Args, LossName, ModelName};
 use super::corpus::{self, Example, Origin};
 use super::features;
 use super::manifest::{Manifest, Thresholds, TrainParams, sha256_hex};
-use super::trained::{LABEL_PREFIX, TrainedRouter};
+use super::trained::{LABEL_PREFIX, RouterGuess, TrainedRouter};
 use crate::config::Config;
 use crate::eval::Evaluation;
-use crate::intent::{Intent, Tier};
-use crate::pipeline::{Decision, Pipeline, Stage};
+use crate::intent::Intent;
+use crate::pipeline::{Decision, Pipeline, Stage, two_stage};
 
 pub struct TrainOptions {
     pub corpus_dir: PathBuf,
@@ -116,7 +116,7 @@ struct Scored {
     origin: Origin,
     /// The keyword layer's fast answer, if any.
     keyword: Option<Intent>,
-    guess: Option<(Intent, f32)>,
+    guess: Option<RouterGuess>,
 }
 
 fn decide(
@@ -124,34 +124,7 @@ fn decide(
     threshold: impl Fn(Intent) -> f32,
     answers: impl Fn(Intent) -> bool,
 ) -> Decision {
-    if let Some(intent) = s.keyword {
-        return Decision {
-            intent,
-            confidence: 1.0,
-            stage: Stage::Rule,
-        };
-    }
-    match s.guess {
-        Some((intent, p))
-            if intent.tier() == Tier::Fast && answers(intent) && p >= threshold(intent) =>
-        {
-            Decision {
-                intent,
-                confidence: p,
-                stage: Stage::Rule,
-            }
-        }
-        Some((intent, p)) => Decision {
-            intent,
-            confidence: p,
-            stage: Stage::Model,
-        },
-        None => Decision {
-            intent: Intent::Other,
-            confidence: 0.0,
-            stage: Stage::Model,
-        },
-    }
+    two_stage(s.keyword, || s.guess, threshold, answers)
 }
 
 fn precision(
@@ -240,7 +213,7 @@ fn layer_figures(scored: &[Scored], origin: Origin) -> String {
     let keyword_right = group.iter().filter(|s| s.keyword == Some(s.truth)).count();
     let router_right = group
         .iter()
-        .filter(|s| s.guess.is_some_and(|(i, _)| i == s.truth))
+        .filter(|s| s.guess.is_some_and(|g| g.intent == s.truth))
         .count();
     format!(
         "keyword layer alone  answered {keyword_answered}, precision {:.4}\nrouter alone         accuracy {:.4} ({router_right}/{})\n",
@@ -293,7 +266,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
                 truth: e.intent,
                 origin: e.origin,
                 keyword: (d.stage == Stage::Rule).then_some(d.intent),
-                guess: router.classify(&e.text).map(|g| (g.intent, g.prob)),
+                guess: router.classify(&e.text),
             }
         })
         .collect();
@@ -465,7 +438,10 @@ mod tests {
             truth,
             origin: Origin::Authored,
             keyword: None,
-            guess: Some((guess, p)),
+            guess: Some(RouterGuess {
+                intent: guess,
+                prob: p,
+            }),
         };
         let scored = vec![
             s(Intent::Coupon, Intent::Coupon, 0.9),

@@ -2,7 +2,6 @@
 //! tokens of `features`, with every label mapped to an intent id at load time.
 
 use std::cell::RefCell;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -46,14 +45,6 @@ thread_local! {
 pub const LABEL_PREFIX: &str = "__label__";
 
 impl TrainedRouter {
-    /// Load a model file; every label must be an intent id.
-    pub fn load(path: &Path) -> anyhow::Result<TrainedRouter> {
-        let model = FastText::load_model(path)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("loading router model {}", path.display()))?;
-        Self::from_model(model)
-    }
-
     /// Wrap a trained model. Quantized models are refused: the forward pass below reads the
     /// dense matrices (a 32-wide model with 20k buckets is under 3 MB anyway).
     pub fn from_model(model: FastText) -> anyhow::Result<TrainedRouter> {
@@ -136,10 +127,6 @@ impl TrainedRouter {
                 prob,
             })
         })
-    }
-
-    pub fn model(&self) -> &FastText {
-        &self.model
     }
 }
 

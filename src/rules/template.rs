@@ -113,20 +113,14 @@ impl Template {
         })
     }
 
-    /// Append the rendered text to `out`.
-    pub fn render_into(&self, vars: &Vars<'_>, out: &mut String) {
-        out.reserve(self.literal_len + vars.campaign.len());
+    pub fn render(&self, vars: &Vars<'_>) -> String {
+        let mut out = String::with_capacity(self.literal_len + vars.campaign.len());
         for s in &self.segments {
             match s {
                 Segment::Text(t) => out.push_str(t),
                 Segment::Var(v) => out.push_str(vars.get(*v)),
             }
         }
-    }
-
-    pub fn render(&self, vars: &Vars<'_>) -> String {
-        let mut out = String::new();
-        self.render_into(vars, &mut out);
         out
     }
 
