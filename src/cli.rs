@@ -55,7 +55,7 @@ pub enum Command {
     TrainRouter {
         #[command(flatten)]
         data: CorpusFlags,
-        /// Output directory for router.ftz and manifest.json.
+        /// Output directory for router.bin and manifest.json.
         #[arg(long, default_value = "models/router")]
         out: PathBuf,
         /// Where the validation splits are written (JDDC text must stay out of git).
@@ -92,19 +92,19 @@ impl CorpusFlags {
     }
 }
 
-/// fastText parameters (defaults: the shipped model's).
+/// Fitting parameters (defaults: the shipped model's).
 #[derive(clap::Args, Debug)]
 pub struct TrainFlags {
+    /// Hash buckets for token and token-pair features.
     #[arg(long)]
-    pub dim: Option<i32>,
+    pub buckets: Option<u32>,
+    /// Training messages a feature needs to get a weight.
     #[arg(long)]
-    pub epoch: Option<i32>,
+    pub min_count: Option<u32>,
+    /// Inverse L2 penalty (larger: closer fit).
     #[arg(long)]
-    pub lr: Option<f64>,
+    pub c: Option<f64>,
+    /// L-BFGS iteration limit.
     #[arg(long)]
-    pub word_ngrams: Option<i32>,
-    #[arg(long)]
-    pub bucket: Option<i32>,
-    #[arg(long)]
-    pub seed: Option<i32>,
+    pub max_iters: Option<u64>,
 }

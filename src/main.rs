@@ -59,12 +59,10 @@ fn main() -> ExitCode {
                 out_dir: out,
                 eval_dir,
                 params: TrainParams {
-                    dim: params.dim.unwrap_or(d.dim),
-                    epoch: params.epoch.unwrap_or(d.epoch),
-                    lr: params.lr.unwrap_or(d.lr),
-                    word_ngrams: params.word_ngrams.unwrap_or(d.word_ngrams),
-                    bucket: params.bucket.unwrap_or(d.bucket),
-                    seed: params.seed.unwrap_or(d.seed),
+                    buckets: params.buckets.unwrap_or(d.buckets),
+                    min_count: params.min_count.unwrap_or(d.min_count),
+                    c: params.c.unwrap_or(d.c),
+                    max_iters: params.max_iters.unwrap_or(d.max_iters),
                     ..d
                 },
                 precision_targets: BTreeMap::from([
@@ -229,6 +227,11 @@ fn train_router(dir: &Path, opts: &TrainOptions) -> ExitCode {
                 println!("== {name}\n{report}");
             }
             let m = &trained.manifest;
+            let f = &trained.fit;
+            println!(
+                "fit: {} rows, {} L-BFGS iterations, loss {:.3} ({})",
+                f.rows, f.iterations, f.loss, f.stopped
+            );
             println!(
                 "wrote {} ({} bytes) and manifest.json to {} in {:.1} s; thresholds: global {:.2}, raised {:?}",
                 m.model_file,

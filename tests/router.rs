@@ -59,7 +59,7 @@ fn a_corrupted_router_is_refused_on_reload_and_the_old_one_serves() {
     let models = conf.path().join("model");
     std::fs::create_dir_all(&models).unwrap();
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/router");
-    for f in ["router.ftz", "manifest.json"] {
+    for f in ["router.bin", "manifest.json"] {
         std::fs::copy(shipped.join(f), models.join(f)).unwrap();
     }
     let router_yaml = conf.read("router.yaml");
@@ -71,15 +71,15 @@ fn a_corrupted_router_is_refused_on_reload_and_the_old_one_serves() {
     conf.patch(
         "router.yaml",
         &line,
-        &format!("model: {}/router.ftz", models.display()),
+        &format!("model: {}/router.bin", models.display()),
     );
     let server = Server::start(&conf);
     let before = server.chat("u", "我的退款到账了吗").json();
 
-    let mut bytes = std::fs::read(models.join("router.ftz")).unwrap();
+    let mut bytes = std::fs::read(models.join("router.bin")).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
-    std::fs::write(models.join("router.ftz"), &bytes).unwrap();
+    std::fs::write(models.join("router.bin"), &bytes).unwrap();
     server.signal("HUP");
     let h = server.wait_reload(|c| c["reloads_failed"] == 1);
     let errors = h["config"]["last"]["errors"].to_string();
@@ -90,7 +90,7 @@ fn a_corrupted_router_is_refused_on_reload_and_the_old_one_serves() {
     assert_eq!(before["confidence"], after["confidence"]);
 
     // A model below the quality gate is refused too.
-    std::fs::copy(shipped.join("router.ftz"), models.join("router.ftz")).unwrap();
+    std::fs::copy(shipped.join("router.bin"), models.join("router.bin")).unwrap();
     conf.patch(
         "router.yaml",
         "min_fast_precision: 0.95",

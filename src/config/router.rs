@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn thresholds_and_files_are_checked() {
-        let e = check("model: m.ftz\nthreshold: 1.5\nthresholds: {complaint: 0.5, coupon: 2}\n")
+        let e = check("model: m.bin\nthreshold: 1.5\nthresholds: {complaint: 0.5, coupon: 2}\n")
             .unwrap_err();
         let text: Vec<String> = e.iter().map(ToString::to_string).collect();
         assert!(text.iter().any(|t| t.contains("threshold 1.5")), "{text:?}");
@@ -170,7 +170,7 @@ mod tests {
             "{text:?}"
         );
         assert!(
-            text.iter().any(|t| t.contains("/nonexistent/m.ftz")),
+            text.iter().any(|t| t.contains("/nonexistent/m.bin")),
             "{text:?}"
         );
         assert!(
@@ -182,10 +182,10 @@ mod tests {
 
     #[test]
     fn auto_threshold_and_disabled_router() {
-        let c = check("enabled: false\nmodel: m.ftz\nthreshold: auto\n").unwrap();
+        let c = check("enabled: false\nmodel: m.bin\nthreshold: auto\n").unwrap();
         assert_eq!(c.threshold, None);
         assert!(!c.enabled);
-        let e = check("enabled: false\nmodel: m.ftz\nthreshold: high\n").unwrap_err();
+        let e = check("enabled: false\nmodel: m.bin\nthreshold: high\n").unwrap_err();
         assert!(e[0].reason.contains("`auto` or a probability"), "{e:?}");
     }
 }

@@ -5,9 +5,14 @@
 //! (`wordNgrams 2`) are character bigrams. Runs of ASCII letters are one token (`tk`, `xl`,
 //! `iphone`). Numbers are reduced to their shape (`#1`, `#2`, `#3`, `#4`, `#long`), so an
 //! order number is "a long number" rather than an unseen word, and the masked entities of the
-//! JDDC chat log (`[订单x]`, `[数字x]`, `[金额x]` …) become the same shapes. Question marks are
-//! kept (a question is a different request from a statement); other punctuation, spaces and
-//! control characters only separate tokens. Text is folded first like everything else.
+//! JDDC chat log (`[订单x]`, `[数字x]`, `[金额x]` …) become the same shapes. Punctuation and
+//! emoji are tokens too (`？` makes a question, `!!!` and 😡 carry tone); spaces and control
+//! characters only separate tokens. Text is folded first like everything else.
+//!
+//! The classifier's features are the tokens and the bigrams of adjacent tokens, with a start
+//! and an end marker around the message (so `在吗` alone differs from `在吗` inside a longer
+//! message), hashed (FNV-1a) into a fixed number of buckets, each counted once per message: a
+//! bag of character unigrams and bigrams, as fastText's `wordNgrams 2` over characters sees it.
 
 use crate::text;
 
@@ -45,9 +50,7 @@ pub fn tokens_into(message: &str, out: &mut String) {
             continue;
         }
         in_word = false;
-        if c == '?' {
-            push(out, "?");
-        } else if c.is_alphanumeric() || is_symbol(c) {
+        if !c.is_whitespace() && !c.is_control() {
             sep(out);
             out.push(c);
         }
@@ -62,6 +65,57 @@ pub fn tokens(message: &str) -> String {
     let mut out = String::with_capacity(message.len() * 2);
     tokens_into(message, &mut out);
     out
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x100_0000_01b3;
+
+fn fnv(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
+}
+
+/// The start and end markers: bytes that cannot occur in UTF-8, so no token hashes like them.
+const START: &[u8] = &[0xfe];
+const END: &[u8] = &[0xfd];
+
+/// Append the feature buckets of `tokens` (the output of [`tokens_into`]) to `out`: one per
+/// token, one per pair of adjacent tokens (the markers included), sorted, without repeats.
+/// Nothing for a message without tokens.
+pub fn hashed_into(tokens: &str, buckets: u32, out: &mut Vec<u32>) {
+    let start = out.len();
+    let buckets = u64::from(buckets.max(1));
+    let mut words = tokens.split(' ').filter(|t| !t.is_empty()).peekable();
+    if words.peek().is_none() {
+        return;
+    }
+    let mut previous = fnv(FNV_OFFSET, START);
+    for (i, token) in words
+        .map(str::as_bytes)
+        .chain(std::iter::once(END))
+        .enumerate()
+    {
+        let h = fnv(FNV_OFFSET, token);
+        if token != END {
+            out.push((h % buckets) as u32);
+        }
+        // The separator byte cannot occur in UTF-8, so `ab`+`c` never hashes as `a`+`bc`.
+        let pair = fnv(fnv(previous, &[0xff]), token);
+        if i > 0 || token != END {
+            out.push((pair % buckets) as u32);
+        }
+        previous = h;
+    }
+    out[start..].sort_unstable();
+    let mut kept = start;
+    for i in start..out.len() {
+        if kept == start || out[i] != out[kept - 1] {
+            out[kept] = out[i];
+            kept += 1;
+        }
+    }
+    out.truncate(kept);
 }
 
 fn sep(out: &mut String) {
@@ -83,15 +137,6 @@ fn number_shape(digits: usize) -> &'static str {
         4..=6 => "#4",
         _ => "#long",
     }
-}
-
-/// Emoji and other pictographs carry tone (😡, 🙏); ASCII and CJK punctuation do not.
-fn is_symbol(c: char) -> bool {
-    !c.is_ascii() && !c.is_whitespace() && !c.is_control() && !is_cjk_punctuation(c)
-}
-
-fn is_cjk_punctuation(c: char) -> bool {
-    matches!(c, '\u{3000}'..='\u{303F}' | '\u{FF00}'..='\u{FFEF}' | '\u{2000}'..='\u{206F}' | '·')
 }
 
 /// A masked JDDC entity after `[`: `订单x]` and friends. Consumes it and returns its shape.
@@ -126,18 +171,41 @@ mod tests {
 
     #[test]
     fn chinese_characters_words_and_number_shapes() {
-        assert_eq!(tokens("亲，我要退款！"), "亲 我 要 退 款");
+        assert_eq!(tokens("亲，我要退款！"), "亲 , 我 要 退 款 !");
         assert_eq!(tokens("TK进度查下"), "tk 进 度 查 下");
         assert_eq!(
             tokens("订单号2023110812345678还没到？？"),
             "订 单 号 #long 还 没 到 ? ?"
         );
+        assert_eq!(tokens("在吗。。"), "在 吗 。 。");
         assert_eq!(tokens("XL码 175cm 130斤"), "xl 码 #3 cm #3 斤");
         assert_eq!(tokens("iPhone15Pro 256G"), "iphone #2 pro #3 g");
         assert_eq!(tokens("气死了😡😡"), "气 死 了 😡 😡");
         assert_eq!(tokens("退貨"), "退 貨");
         assert_eq!(tokens(""), "");
-        assert_eq!(tokens("，。！"), "");
+        assert_eq!(tokens("，。！"), ", 。 !");
+        assert_eq!(tokens(" \t\n"), "");
+    }
+
+    #[test]
+    fn features_are_tokens_and_adjacent_pairs_counted_once() {
+        let mut f = Vec::new();
+        hashed_into("退 款", 1 << 20, &mut f);
+        assert_eq!(f.len(), 5, "退, 款, ^退, 退款, 款$: {f:?}");
+        let mut g = Vec::new();
+        hashed_into("退 款 退 款", 1 << 20, &mut g);
+        // All of those again, plus the new pair 款退.
+        assert_eq!(g.len(), 6, "{g:?}");
+        assert!(f.iter().all(|b| g.contains(b)));
+        assert!(g.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+        let mut h = Vec::new();
+        hashed_into("款 退", 1 << 20, &mut h);
+        assert_ne!(f, h, "order matters for pairs");
+        let mut e = Vec::new();
+        hashed_into("", 1 << 20, &mut e);
+        assert!(e.is_empty());
+        hashed_into("a b c d e f", 4, &mut e);
+        assert!(e.iter().all(|&b| b < 4));
     }
 
     #[test]
@@ -145,6 +213,6 @@ mod tests {
         assert_eq!(tokens("订单[订单x]退款"), "订 单 #long 退 款");
         assert_eq!(tokens("[数字x]号到"), "#4 号 到");
         assert_eq!(tokens("[日期x] [时间x]"), "#date #date");
-        assert_eq!(tokens("[普通]"), "普 通");
+        assert_eq!(tokens("[普通]"), "[ 普 通 ]");
     }
 }

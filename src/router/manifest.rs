@@ -14,27 +14,29 @@ use crate::config::QualityGate;
 use crate::eval::Metrics;
 use crate::intent::Intent;
 
+/// How the router is fitted (`router::fit`); the defaults are the shipped model's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainParams {
-    pub dim: i32,
-    pub epoch: i32,
-    pub lr: f64,
-    pub word_ngrams: i32,
-    pub bucket: i32,
-    pub min_count: i32,
-    pub seed: i32,
+    /// Hash buckets for token and token-pair features.
+    pub buckets: u32,
+    /// A bucket needs this many training messages to get a row.
+    pub min_count: u32,
+    /// Inverse L2 penalty (scikit-learn's `C`): larger fits the training data more closely.
+    pub c: f64,
+    /// L-BFGS stops at this many iterations or when the gradient norm is below `tolerance`.
+    pub max_iters: u64,
+    pub tolerance: f64,
 }
 
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
-            dim: 32,
-            epoch: 30,
-            lr: 0.5,
-            word_ngrams: 2,
-            bucket: 20_000,
-            min_count: 1,
-            seed: 42,
+            buckets: 1 << 18,
+            min_count: 2,
+            c: 50.0,
+            max_iters: 1000,
+            tolerance: 1e-4,
         }
     }
 }
@@ -57,7 +59,7 @@ pub struct Manifest {
     pub model_file: String,
     pub model_sha256: String,
     pub model_bytes: u64,
-    /// sha256 of the training lines as written for fastText, in order.
+    /// sha256 of the training lines (`<intent>\t<tokens>`), in training order.
     pub corpus_sha256: String,
     /// Training / validation examples by origin.
     pub examples: BTreeMap<String, usize>,

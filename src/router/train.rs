@@ -1,10 +1,9 @@
-//! `kefu-edge train-router`: train the router from the corpus, choose thresholds on the
+//! `kefu-edge train-router`: fit the router on the training split, choose thresholds on the
 //! validation split, and write the model and its manifest.
 //!
-//! Deterministic: the split is a function of the text, the training file is written in a
-//! fixed order, and fastText runs on one thread with a fixed seed. The same inputs give a
-//! byte-identical model (a test checks it). No quantization: a 32-wide model with 20k hash
-//! buckets is under 3 MB, and the serving forward pass reads dense matrices.
+//! Deterministic: the split is a function of the text, the training examples are put in a
+//! fixed order, and the fit (`fit`) is a convex problem solved on one thread. The same inputs
+//! give a byte-identical model (a test checks it).
 //!
 //! Thresholds: for every validation message the keyword layer's decision and the model's
 //! best guess are computed once; then the global threshold is the lowest one (in steps of
@@ -17,23 +16,23 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use fasttext::FastText;
-use fasttext::args::{Args, LossName, ModelName};
 
 use super::corpus::{self, Example, Origin};
 use super::features;
+use super::fit::{FitReport, fit};
 use super::manifest::{Manifest, Thresholds, TrainParams, sha256_hex};
-use super::trained::{LABEL_PREFIX, RouterGuess, TrainedRouter};
+use super::thresholds::{self, Scored};
+use super::trained::TrainedRouter;
 use crate::config::Config;
 use crate::eval::Evaluation;
 use crate::intent::Intent;
-use crate::pipeline::{Decision, Pipeline, Stage, two_stage};
+use crate::pipeline::{Decision, Pipeline, Stage};
 
 pub struct TrainOptions {
     pub corpus_dir: PathBuf,
     /// `../shared/data` with the JDDC files; `None` trains on the project's corpus alone.
     pub jddc_dir: Option<PathBuf>,
-    /// Where `router.ftz` and `manifest.json` go.
+    /// Where `router.bin` and `manifest.json` go.
     pub out_dir: PathBuf,
     /// Where validation splits are written for `classify --eval` (JDDC text stays out of git).
     pub eval_dir: PathBuf,
@@ -45,165 +44,48 @@ pub struct TrainOptions {
 /// What a training run produced.
 pub struct Trained {
     pub manifest: Manifest,
+    pub fit: FitReport,
     /// Evaluation reports by split.
     pub reports: Vec<(String, String)>,
 }
 
-pub const MODEL_FILE: &str = "router.ftz";
+pub const MODEL_FILE: &str = "router.bin";
 
-/// fastText input lines: `__label__<intent> <tokens>`, in a fixed order.
-fn training_lines(examples: &[Example]) -> String {
+/// The training examples in their fixed order (by hash of the text, then the text), and the
+/// sha256 of the lines `<intent>\t<tokens>` they are fitted on.
+fn ordered(examples: &[Example]) -> (Vec<(&str, Intent)>, String) {
     let mut ordered: Vec<&Example> = examples.iter().collect();
     ordered.sort_by_key(|e| (corpus::fnv1a(&e.text), e.text.clone()));
-    let mut out = String::new();
-    for e in ordered {
-        let tokens = features::tokens(&e.text);
-        if tokens.is_empty() {
-            continue;
-        }
-        out.push_str(LABEL_PREFIX);
-        out.push_str(e.intent.as_str());
-        out.push(' ');
-        out.push_str(&tokens);
-        out.push('\n');
+    let mut lines = String::new();
+    for e in &ordered {
+        lines.push_str(e.intent.as_str());
+        lines.push('\t');
+        lines.push_str(&features::tokens(&e.text));
+        lines.push('\n');
     }
-    out
+    let pairs = ordered
+        .iter()
+        .map(|e| (e.text.as_str(), e.intent))
+        .collect();
+    (pairs, sha256_hex(lines.as_bytes()))
 }
 
-fn fasttext_args(input: &Path, p: &TrainParams) -> Args {
-    Args {
-        input: input.to_path_buf(),
-        model: ModelName::Supervised,
-        loss: LossName::Softmax,
-        dim: p.dim,
-        epoch: p.epoch,
-        lr: p.lr,
-        word_ngrams: p.word_ngrams,
-        bucket: p.bucket,
-        min_count: p.min_count,
-        // Tokens are single characters or short words: no character n-grams inside them.
-        minn: 0,
-        maxn: 0,
-        thread: 1,
-        seed: p.seed,
-        verbose: 0,
-        ..Args::default()
-    }
-}
-
-/// Train a model on `examples` (no evaluation), as bytes of a `.ftz`/`.bin` file.
+/// Fit a model on `examples` (no evaluation): the model, the training lines' sha256, and
+/// what the optimiser did.
 pub fn train_model(
     examples: &[Example],
     params: &TrainParams,
-    scratch: &Path,
-) -> anyhow::Result<(Vec<u8>, String)> {
-    let lines = training_lines(examples);
-    let corpus_sha = sha256_hex(lines.as_bytes());
-    let input = scratch.join("router.train.txt");
-    std::fs::write(&input, &lines).with_context(|| format!("writing {}", input.display()))?;
-    let args = fasttext_args(&input, params);
-    let model = FastText::train(args).map_err(|e| anyhow::anyhow!("fastText training: {e}"))?;
-    let mut bytes = Vec::new();
-    model
-        .save(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("saving model: {e}"))?;
-    Ok((bytes, corpus_sha))
+) -> anyhow::Result<(TrainedRouter, String, FitReport)> {
+    let (pairs, corpus_sha) = ordered(examples);
+    let (router, report) = fit(&pairs, params)?;
+    Ok((router, corpus_sha, report))
 }
 
-/// One validation message with what both layers said about it.
-struct Scored {
-    truth: Intent,
-    origin: Origin,
-    /// The keyword layer's fast answer, if any.
-    keyword: Option<Intent>,
-    guess: Option<RouterGuess>,
-}
-
-fn decide(
-    s: &Scored,
-    threshold: impl Fn(Intent) -> f32,
-    answers: impl Fn(Intent) -> bool,
-) -> Decision {
-    two_stage(s.keyword, || s.guess, threshold, answers)
-}
-
-fn precision(
-    scored: &[Scored],
-    t: impl Fn(Intent) -> f32 + Copy,
-    answers: impl Fn(Intent) -> bool + Copy,
-    origin: Origin,
-    only: Option<Intent>,
-) -> Option<(f64, usize)> {
-    let (mut answered, mut right) = (0usize, 0usize);
-    for s in scored.iter().filter(|s| s.origin == origin) {
-        let d = decide(s, t, answers);
-        if d.stage == Stage::Rule && only.is_none_or(|i| i == d.intent) {
-            answered += 1;
-            right += usize::from(d.intent == s.truth);
-        }
-    }
-    (answered > 0).then(|| (right as f64 / answered as f64, answered))
-}
-
-/// Per-intent figures on fewer fast answers than this are too noisy to move a threshold.
-const MIN_INTENT_SUPPORT: usize = 5;
-
-/// Whether every validation split meets its precision target (for one intent: only where
-/// it has enough answers to say).
-fn meets(
-    scored: &[Scored],
-    targets: &BTreeMap<Origin, f64>,
-    t: impl Fn(Intent) -> f32 + Copy,
-    answers: impl Fn(Intent) -> bool + Copy,
-    only: Option<Intent>,
-) -> bool {
-    targets.iter().all(
-        |(&origin, &target)| match precision(scored, t, answers, origin, only) {
-            None => true,
-            Some((_, n)) if only.is_some() && n < MIN_INTENT_SUPPORT => true,
-            Some((p, _)) => p >= target,
-        },
+fn decide(s: &Scored, t: &Thresholds, answers: impl Fn(Intent) -> bool) -> Decision {
+    s.decide(
+        |i| t.per_intent.get(&i).copied().unwrap_or(t.global),
+        answers,
     )
-}
-
-fn choose_thresholds(
-    scored: &[Scored],
-    targets: &BTreeMap<Origin, f64>,
-    answers: impl Fn(Intent) -> bool + Copy,
-) -> Thresholds {
-    let steps: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
-    let found = steps
-        .iter()
-        .copied()
-        .find(|&t| meets(scored, targets, |_| t, answers, None));
-    let global = found.unwrap_or(0.99);
-    let mut per_intent = BTreeMap::new();
-    for intent in Intent::fast() {
-        let with = |t: f32| move |i: Intent| if i == intent { t } else { global };
-        if meets(scored, targets, with(global), answers, Some(intent)) {
-            continue;
-        }
-        let raised = steps
-            .iter()
-            .copied()
-            .filter(|&t| t > global)
-            .find(|&t| meets(scored, targets, with(t), answers, Some(intent)))
-            .unwrap_or(0.99);
-        per_intent.insert(intent, raised);
-    }
-    let targets: Vec<String> = targets
-        .iter()
-        .map(|(o, t)| format!("{} >= {t}", o.as_str()))
-        .collect();
-    Thresholds {
-        global,
-        per_intent,
-        targets_met: found.is_some(),
-        method: format!(
-            "lowest global threshold (step 0.01) at which the two-stage fast-path precision of each validation split meets its target ({}); then each fast intent whose own fast answers (at least {MIN_INTENT_SUPPORT} in a split) miss a target there is raised to its lowest threshold that meets them",
-            targets.join(", ")
-        ),
-    }
 }
 
 /// How each layer does on its own, to see which one limits the decision.
@@ -249,10 +131,8 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
     let (train_set, val_set) = corpus::split(&examples);
     std::fs::create_dir_all(&opts.out_dir)?;
     std::fs::create_dir_all(&opts.eval_dir)?;
-    let (bytes, corpus_sha256) = train_model(&train_set, &opts.params, &opts.eval_dir)?;
-    let model =
-        FastText::load(&mut std::io::Cursor::new(&bytes)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let router = TrainedRouter::from_model(model)?;
+    let (router, corpus_sha256, fit) = train_model(&train_set, &opts.params)?;
+    let bytes = router.to_bytes();
 
     // The keyword layer and rule cache of this configuration, without any router.
     let mut keyword_only = config.clone();
@@ -271,13 +151,21 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
         })
         .collect();
     let answers = |i: Intent| keywords.answers(i);
-    let thresholds = choose_thresholds(&scored, &opts.precision_targets, answers);
-    let t = |i: Intent| {
-        thresholds
-            .per_intent
-            .get(&i)
-            .copied()
-            .unwrap_or(thresholds.global)
+    let chosen = thresholds::choose(&scored, &opts.precision_targets, answers);
+    let targets: Vec<String> = opts
+        .precision_targets
+        .iter()
+        .map(|(o, t)| format!("{} >= {t}", o.as_str()))
+        .collect();
+    let thresholds = Thresholds {
+        global: chosen.global,
+        per_intent: chosen.per_intent,
+        targets_met: chosen.targets_met,
+        method: format!(
+            "{} (fast-path precision targets: {})",
+            thresholds::METHOD,
+            targets.join(", ")
+        ),
     };
 
     let mut validation = BTreeMap::new();
@@ -285,7 +173,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
     for origin in [Origin::Authored, Origin::Jddc] {
         let mut eval = Evaluation::default();
         for s in scored.iter().filter(|s| s.origin == origin) {
-            eval.add(s.truth, &decide(s, t, answers));
+            eval.add(s.truth, &decide(s, &thresholds, answers));
         }
         if eval.metrics().examples > 0 {
             validation.insert(origin.as_str().to_owned(), eval.metrics());
@@ -326,7 +214,11 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
         trained_with: format!("kefu-edge {} train-router", env!("CARGO_PKG_VERSION")),
     };
     manifest.write(&opts.out_dir.join("manifest.json"))?;
-    Ok(Trained { manifest, reports })
+    Ok(Trained {
+        manifest,
+        fit,
+        reports,
+    })
 }
 
 /// How one operator rule decided on labelled messages.
@@ -400,23 +292,25 @@ mod tests {
 
     fn small() -> TrainParams {
         TrainParams {
-            dim: 16,
-            epoch: 20,
-            bucket: 10_000,
+            buckets: 10_000,
+            min_count: 1,
             ..TrainParams::default()
         }
     }
 
     #[test]
     fn training_is_deterministic() {
-        let scratch = tempfile::tempdir().unwrap();
-        let (a, sha_a) = train_model(&fixture(), &small(), scratch.path()).unwrap();
-        let (b, sha_b) = train_model(&fixture(), &small(), scratch.path()).unwrap();
-        assert_eq!(sha_a, sha_b, "same training lines");
-        assert!(a == b, "same model bytes from the same inputs");
+        let (a, sha_a, _) = train_model(&fixture(), &small()).unwrap();
+        let mut reversed = fixture();
+        reversed.reverse();
+        let (b, sha_b, _) = train_model(&reversed, &small()).unwrap();
+        assert_eq!(sha_a, sha_b, "same training lines, whatever the file order");
+        assert!(
+            a.to_bytes() == b.to_bytes(),
+            "same model bytes from the same inputs"
+        );
         // And it learned something.
-        let model = FastText::load(&mut std::io::Cursor::new(&a)).unwrap();
-        let router = TrainedRouter::from_model(model).unwrap();
+        let router = TrainedRouter::from_bytes(&a.to_bytes()).unwrap();
         let right = fixture()
             .iter()
             .filter(|e| {
@@ -430,36 +324,5 @@ mod tests {
             "{right}/{}",
             fixture().len()
         );
-    }
-
-    #[test]
-    fn thresholds_reach_the_target_or_raise_the_intent() {
-        let s = |truth, guess, p| Scored {
-            truth,
-            origin: Origin::Authored,
-            keyword: None,
-            guess: Some(RouterGuess {
-                intent: guess,
-                prob: p,
-            }),
-        };
-        let scored = vec![
-            s(Intent::Coupon, Intent::Coupon, 0.9),
-            s(Intent::Coupon, Intent::Coupon, 0.6),
-            s(Intent::Invoice, Intent::Coupon, 0.5),
-            s(Intent::Invoice, Intent::Invoice, 0.95),
-            s(Intent::Other, Intent::Invoice, 0.8),
-        ];
-        let target = |p: f64| BTreeMap::from([(Origin::Authored, p)]);
-        let t = choose_thresholds(&scored, &target(1.0), |_| true);
-        // 0.51..=0.80 would keep coupon clean but let the 0.8 invoice mistake in; 0.81 is
-        // the lowest global threshold with only right answers.
-        assert_eq!(t.global, 0.81);
-        assert!(t.per_intent.is_empty());
-        // At 0.75 the global threshold can be lower: 3 of 4 right at 0.51.
-        let t = choose_thresholds(&scored, &target(0.75), |_| true);
-        assert_eq!(t.global, 0.51, "{t:?}");
-        // Invoice is right 1 of 2 there, too few answers to move its threshold on.
-        assert!(t.per_intent.is_empty(), "{t:?}");
     }
 }

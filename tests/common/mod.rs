@@ -54,8 +54,8 @@ impl Conf {
         let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/router");
         conf.patch(
             "router.yaml",
-            "model: ../models/router/router.ftz",
-            &format!("model: {}/router.ftz", models.display()),
+            "model: ../models/router/router.bin",
+            &format!("model: {}/router.bin", models.display()),
         );
         conf.write(
             "limits.yaml",
