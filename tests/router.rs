@@ -100,3 +100,50 @@ fn a_corrupted_router_is_refused_on_reload_and_the_old_one_serves() {
     assert_eq!(r.status, 422, "{}", r.text());
     assert!(r.text().contains("quality gate"), "{}", r.text());
 }
+
+/// The shipped router does what its manifest says on the fixed validation splits (so the
+/// manifest cannot go stale), and meets the precision and accuracy targets it claims.
+#[test]
+fn shipped_router_meets_its_manifest_on_the_validation_splits() {
+    use kefu_edge::eval::Evaluation;
+    use kefu_edge::router::corpus::{self, Origin};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = kefu_edge::config::Config::load(&root.join("conf")).unwrap();
+    let pipeline = kefu_edge::pipeline::Pipeline::new(&config, None).unwrap();
+    let manifest = &pipeline
+        .router()
+        .expect("the shipped conf has a router")
+        .manifest;
+    let mut examples = corpus::load_authored(&root.join("models/data/corpus")).unwrap();
+    examples.extend(corpus::load_jddc(&root.join("../shared/data")).unwrap());
+    let (_, validation) = corpus::split(&examples);
+    for origin in [Origin::Authored, Origin::Jddc] {
+        let mut eval = Evaluation::default();
+        for e in validation.iter().filter(|e| e.origin == origin) {
+            eval.add(e.intent, &pipeline.decide(&e.text));
+        }
+        let measured = eval.metrics();
+        let claimed = &manifest.validation[origin.as_str()];
+        // Equal up to the last digit a JSON round trip may change.
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(
+            measured.examples == claimed.examples
+                && close(measured.accuracy, claimed.accuracy)
+                && close(measured.fast_coverage, claimed.fast_coverage)
+                && close(measured.fast_precision, claimed.fast_precision),
+            "{}: measured {measured:?}, manifest {claimed:?}",
+            origin.as_str()
+        );
+        let target = match origin {
+            Origin::Authored => 0.97,
+            Origin::Jddc => 0.95,
+        };
+        assert!(
+            measured.fast_precision >= target,
+            "{}: {measured:?}",
+            origin.as_str()
+        );
+    }
+    assert!(manifest.thresholds.targets_met);
+    assert!(manifest.validation["authored"].accuracy >= 0.90);
+}
