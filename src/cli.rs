@@ -84,6 +84,11 @@ pub struct CorpusFlags {
     /// Use the project's corpus alone.
     #[arg(long)]
     pub no_jddc: bool,
+    /// Correct the JDDC training labels with this adjudication (ids only), e.g.
+    /// models/data/jddc_train_adjudication.tsv; the shipped model is trained without (see
+    /// models/README.md).
+    #[arg(long)]
+    pub jddc_adjudication: Option<PathBuf>,
 }
 
 impl CorpusFlags {

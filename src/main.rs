@@ -55,6 +55,7 @@ fn main() -> ExitCode {
             let d = TrainParams::default();
             let opts = TrainOptions {
                 jddc_dir: data.jddc_dir(),
+                jddc_adjudication: data.jddc_adjudication.clone(),
                 corpus_dir: data.corpus,
                 out_dir: out,
                 eval_dir,
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
         Some(Command::AuditKeywords { data }) => {
             let opts = TrainOptions {
                 jddc_dir: data.jddc_dir(),
+                jddc_adjudication: data.jddc_adjudication.clone(),
                 corpus_dir: data.corpus,
                 out_dir: PathBuf::new(),
                 eval_dir: PathBuf::new(),

@@ -35,6 +35,8 @@ pub struct Example {
     pub text: String,
     pub intent: Intent,
     pub origin: Origin,
+    /// `file:line` of a JDDC question in `../shared/data` (what an adjudication refers to).
+    pub source: Option<String>,
 }
 
 /// The share of each group kept for validation.
@@ -59,6 +61,7 @@ pub fn load_authored(dir: &Path) -> anyhow::Result<Vec<Example>> {
                 text: line.to_owned(),
                 intent: *intent,
                 origin: Origin::Authored,
+                source: None,
             });
         }
     }
@@ -91,7 +94,7 @@ pub fn load_jddc(dir: &Path) -> anyhow::Result<Vec<Example>> {
         let path = dir.join(name);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        for line in text.lines() {
+        for (n, line) in text.lines().enumerate() {
             let Some((message, label)) = line.split_once('\t') else {
                 continue;
             };
@@ -100,6 +103,7 @@ pub fn load_jddc(dir: &Path) -> anyhow::Result<Vec<Example>> {
                     text: message.trim().to_owned(),
                     intent: *intent,
                     origin: Origin::Jddc,
+                    source: Some(format!("{name}:{}", n + 1)),
                 });
             }
         }
@@ -119,6 +123,64 @@ fn dedupe(examples: Vec<Example>) -> Vec<Example> {
         .into_iter()
         .filter(|e| !e.text.is_empty() && seen.insert(e.text.clone()))
         .collect()
+}
+
+/// A second look at JDDC labels (`models/data/jddc_train_adjudication.tsv`): by `file:line`,
+/// the right intent, or `None` where the message alone does not say which intent it is (it
+/// only made sense in its dialogue). Applied to training examples only: the validation split
+/// is chosen, and scored, on the labels as published.
+pub struct Adjudication(BTreeMap<String, Option<Intent>>);
+
+impl Adjudication {
+    /// Lines `id<TAB>verdict<TAB>intent`, verdict `ok`, `wrong` (intent: the right one) or
+    /// `context` (intent `-`); `#` lines are comments.
+    pub fn load(path: &Path) -> anyhow::Result<Adjudication> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut verdicts = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let at = || format!("{}:{}", path.display(), n + 1);
+            let cols: Vec<&str> = line.split('\t').collect();
+            let [id, verdict, intent] = cols[..] else {
+                anyhow::bail!("{}: expected `id<TAB>verdict<TAB>intent`", at());
+            };
+            let intent = match verdict {
+                "ok" | "wrong" => Some(intent.parse::<Intent>().with_context(at)?),
+                "context" => None,
+                _ => anyhow::bail!("{}: unknown verdict `{verdict}`", at()),
+            };
+            anyhow::ensure!(
+                verdicts.insert(id.to_owned(), intent).is_none(),
+                "{}: `{id}` appears twice",
+                at()
+            );
+        }
+        Ok(Adjudication(verdicts))
+    }
+
+    /// Drop the context-only examples and correct the wrong labels; returns how many of each.
+    pub fn apply(&self, examples: &mut Vec<Example>) -> (usize, usize) {
+        let (mut dropped, mut corrected) = (0, 0);
+        examples.retain_mut(|e| {
+            let verdict = e.source.as_ref().and_then(|id| self.0.get(id));
+            match verdict {
+                Some(None) => {
+                    dropped += 1;
+                    false
+                }
+                Some(Some(intent)) => {
+                    corrected += usize::from(*intent != e.intent);
+                    e.intent = *intent;
+                    true
+                }
+                None => true,
+            }
+        });
+        (dropped, corrected)
+    }
 }
 
 /// 64-bit FNV-1a: stable across platforms and Rust versions, unlike `DefaultHasher`.
@@ -158,7 +220,41 @@ mod tests {
             text: text.into(),
             intent,
             origin: Origin::Authored,
+            source: None,
         }
+    }
+
+    #[test]
+    fn adjudication_drops_context_and_corrects_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("adj.tsv");
+        std::fs::write(
+            &path,
+            "# id\tverdict\tintent\na.tsv:1\tok\tinvoice\na.tsv:2\twrong\tchange_address\na.tsv:3\tcontext\t-\n",
+        )
+        .unwrap();
+        let adj = Adjudication::load(&path).unwrap();
+        let jddc = |line: usize, intent| Example {
+            source: Some(format!("a.tsv:{line}")),
+            origin: Origin::Jddc,
+            ..ex(&format!("m{line}"), intent)
+        };
+        let mut examples = vec![
+            jddc(1, Intent::Invoice),
+            jddc(2, Intent::ModifyOrder),
+            jddc(3, Intent::Coupon),
+            jddc(4, Intent::Coupon),
+            ex("在吗", Intent::Greeting),
+        ];
+        assert_eq!(adj.apply(&mut examples), (1, 1));
+        let intents: Vec<Intent> = examples.iter().map(|e| e.intent).collect();
+        use Intent::*;
+        assert_eq!(intents, [Invoice, ChangeAddress, Coupon, Greeting]);
+        std::fs::write(&path, "a.tsv:1\tmaybe\tinvoice\n").unwrap();
+        let e = Adjudication::load(&path).err().unwrap();
+        assert!(format!("{e:#}").contains(":1: unknown verdict"), "{e:#}");
+        std::fs::write(&path, "a.tsv:1\tok\tcoupons\n").unwrap();
+        assert!(Adjudication::load(&path).is_err());
     }
 
     #[test]

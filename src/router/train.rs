@@ -32,6 +32,8 @@ pub struct TrainOptions {
     pub corpus_dir: PathBuf,
     /// `../shared/data` with the JDDC files; `None` trains on the project's corpus alone.
     pub jddc_dir: Option<PathBuf>,
+    /// Corrections of JDDC training labels (`corpus::Adjudication`), if any.
+    pub jddc_adjudication: Option<PathBuf>,
     /// Where `router.bin` and `manifest.json` go.
     pub out_dir: PathBuf,
     /// Where validation splits are written for `classify --eval` (JDDC text stays out of git).
@@ -122,13 +124,29 @@ fn write_split(path: &Path, examples: &[&Example]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The whole training run.
-pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
+/// The training and validation examples: the split is made on the labels as published, then
+/// the adjudication (if any) corrects the training part; also how many it dropped and
+/// corrected.
+type Splits = (Vec<Example>, Vec<Example>, Option<(usize, usize)>);
+
+fn splits(opts: &TrainOptions) -> anyhow::Result<Splits> {
     let mut examples = corpus::load_authored(&opts.corpus_dir)?;
     if let Some(dir) = &opts.jddc_dir {
         examples.extend(corpus::load_jddc(dir)?);
     }
-    let (train_set, val_set) = corpus::split(&examples);
+    let (mut train_set, val_set) = corpus::split(&examples);
+    let adjusted = match &opts.jddc_adjudication {
+        Some(path) if opts.jddc_dir.is_some() => {
+            Some(corpus::Adjudication::load(path)?.apply(&mut train_set))
+        }
+        _ => None,
+    };
+    Ok((train_set, val_set, adjusted))
+}
+
+/// The whole training run.
+pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
+    let (train_set, val_set, adjusted) = splits(opts)?;
     std::fs::create_dir_all(&opts.out_dir)?;
     std::fs::create_dir_all(&opts.eval_dir)?;
     let (router, corpus_sha256, fit) = train_model(&train_set, &opts.params)?;
@@ -190,6 +208,10 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
             counts.insert(format!("{name}_{}", origin.as_str()), n);
         }
     }
+    if let Some((dropped, corrected)) = adjusted {
+        counts.insert("train_jddc_dropped_context_only".into(), dropped);
+        counts.insert("train_jddc_labels_corrected".into(), corrected);
+    }
     for origin in [Origin::Authored, Origin::Jddc] {
         let split: Vec<&Example> = val_set.iter().filter(|e| e.origin == origin).collect();
         if !split.is_empty() {
@@ -235,11 +257,7 @@ pub struct RuleStat {
 /// Score every operator rule on the training split (never the validation split, which must
 /// stay unseen): how often it decided, how often rightly. Worst precision first.
 pub fn audit_keywords(config: &Config, opts: &TrainOptions) -> anyhow::Result<Vec<RuleStat>> {
-    let mut examples = corpus::load_authored(&opts.corpus_dir)?;
-    if let Some(dir) = &opts.jddc_dir {
-        examples.extend(corpus::load_jddc(dir)?);
-    }
-    let (train_set, _) = corpus::split(&examples);
+    let (train_set, _, _) = splits(opts)?;
     let pipeline = Pipeline::new(config, None)?;
     let keywords = pipeline.keywords();
     let mut stats: BTreeMap<
