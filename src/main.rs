@@ -55,7 +55,7 @@ fn main() -> ExitCode {
             let d = TrainParams::default();
             let opts = TrainOptions {
                 jddc_dir: data.jddc_dir(),
-                jddc_adjudication: data.jddc_adjudication.clone(),
+                jddc_adjudication: data.jddc_adjudication,
                 corpus_dir: data.corpus,
                 out_dir: out,
                 eval_dir,
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Some(Command::AuditKeywords { data }) => {
             let opts = TrainOptions {
                 jddc_dir: data.jddc_dir(),
-                jddc_adjudication: data.jddc_adjudication.clone(),
+                jddc_adjudication: data.jddc_adjudication,
                 corpus_dir: data.corpus,
                 out_dir: PathBuf::new(),
                 eval_dir: PathBuf::new(),

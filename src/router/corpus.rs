@@ -185,9 +185,17 @@ impl Adjudication {
 
 /// 64-bit FNV-1a: stable across platforms and Rust versions, unlike `DefaultHasher`.
 pub fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    fnv1a_bytes(FNV_OFFSET, text.as_bytes())
+}
+
+/// FNV-1a's initial state.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `bytes`, continuing from state `h` (so several parts hash as one stream).
+pub fn fnv1a_bytes(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// Split into (training, validation), stratified by origin and intent.

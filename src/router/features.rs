@@ -14,6 +14,7 @@
 //! message), hashed (FNV-1a) into a fixed number of buckets, each counted once per message: a
 //! bag of character unigrams and bigrams, as fastText's `wordNgrams 2` over characters sees it.
 
+use super::corpus::{FNV_OFFSET, fnv1a_bytes};
 use crate::text;
 
 /// Append the tokens of `message` to `out`, separated by single spaces.
@@ -67,55 +68,39 @@ pub fn tokens(message: &str) -> String {
     out
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x100_0000_01b3;
-
-fn fnv(h: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
-}
-
 /// The start and end markers: bytes that cannot occur in UTF-8, so no token hashes like them.
 const START: &[u8] = &[0xfe];
 const END: &[u8] = &[0xfd];
 
-/// Append the feature buckets of `tokens` (the output of [`tokens_into`]) to `out`: one per
+/// Fill `out` with the feature buckets of `tokens` (the output of [`tokens_into`]): one per
 /// token, one per pair of adjacent tokens (the markers included), sorted, without repeats.
-/// Nothing for a message without tokens.
+/// Empty for a message without tokens.
 pub fn hashed_into(tokens: &str, buckets: u32, out: &mut Vec<u32>) {
-    let start = out.len();
+    out.clear();
     let buckets = u64::from(buckets.max(1));
     let mut words = tokens.split(' ').filter(|t| !t.is_empty()).peekable();
     if words.peek().is_none() {
         return;
     }
-    let mut previous = fnv(FNV_OFFSET, START);
+    let mut previous = fnv1a_bytes(FNV_OFFSET, START);
     for (i, token) in words
         .map(str::as_bytes)
         .chain(std::iter::once(END))
         .enumerate()
     {
-        let h = fnv(FNV_OFFSET, token);
+        let h = fnv1a_bytes(FNV_OFFSET, token);
         if token != END {
             out.push((h % buckets) as u32);
         }
         // The separator byte cannot occur in UTF-8, so `ab`+`c` never hashes as `a`+`bc`.
-        let pair = fnv(fnv(previous, &[0xff]), token);
+        let pair = fnv1a_bytes(fnv1a_bytes(previous, &[0xff]), token);
         if i > 0 || token != END {
             out.push((pair % buckets) as u32);
         }
         previous = h;
     }
-    out[start..].sort_unstable();
-    let mut kept = start;
-    for i in start..out.len() {
-        if kept == start || out[i] != out[kept - 1] {
-            out[kept] = out[i];
-            kept += 1;
-        }
-    }
-    out.truncate(kept);
+    out.sort_unstable();
+    out.dedup();
 }
 
 fn sep(out: &mut String) {
@@ -201,9 +186,9 @@ mod tests {
         let mut h = Vec::new();
         hashed_into("款 退", 1 << 20, &mut h);
         assert_ne!(f, h, "order matters for pairs");
-        let mut e = Vec::new();
+        let mut e = vec![7];
         hashed_into("", 1 << 20, &mut e);
-        assert!(e.is_empty());
+        assert!(e.is_empty(), "filled, not appended to");
         hashed_into("a b c d e f", 4, &mut e);
         assert!(e.iter().all(|&b| b < 4));
     }

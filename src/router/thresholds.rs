@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 
 use super::corpus::Origin;
+use super::manifest::Thresholds;
 use super::trained::RouterGuess;
 use crate::intent::Intent;
 use crate::pipeline::{Decision, Stage, two_stage};
@@ -97,15 +98,15 @@ impl<A: Fn(Intent) -> bool + Copy> Search<'_, A> {
             .collect()
     }
 
-    /// `grid` with `intent` moved one step (up or down) to the next value that changes what
-    /// is answered; `None` at the end of the grid.
+    /// `grid` (whose tally is `before`) with `intent` moved one step (up or down) to the next
+    /// value that changes what is answered; `None` at the end of the grid.
     fn step(
         &self,
         grid: &Grid,
+        before: &BTreeMap<Origin, Tally>,
         intent: Intent,
         up: bool,
     ) -> Option<(Grid, BTreeMap<Origin, Tally>)> {
-        let before = self.tally(grid);
         let mut next = grid.clone();
         loop {
             let v = &mut next[intent.index()];
@@ -115,7 +116,7 @@ impl<A: Fn(Intent) -> bool + Copy> Search<'_, A> {
                 _ => return None,
             }
             let after = self.tally(&next);
-            if after != before {
+            if after != *before {
                 return Some((next, after));
             }
         }
@@ -131,7 +132,7 @@ impl<A: Fn(Intent) -> bool + Copy> Search<'_, A> {
             }
             let mut best: Option<(f64, Grid)> = None;
             for intent in Intent::fast() {
-                let Some((next, after)) = self.step(&grid, intent, true) else {
+                let Some((next, after)) = self.step(&grid, &now, intent, true) else {
                     continue;
                 };
                 let removed_wrong: usize = failing
@@ -160,10 +161,11 @@ impl<A: Fn(Intent) -> bool + Copy> Search<'_, A> {
     /// Step 3: lower intents while every target stays met.
     fn lower(&self, mut grid: Grid) -> Grid {
         loop {
-            let now = authored(&self.tally(&grid));
+            let tally = self.tally(&grid);
+            let now = authored(&tally);
             let mut best: Option<((usize, std::cmp::Reverse<usize>), Grid)> = None;
             for intent in Intent::fast() {
-                let Some((next, after)) = self.step(&grid, intent, false) else {
+                let Some((next, after)) = self.step(&grid, &tally, intent, false) else {
                     continue;
                 };
                 if !self.failing(&after).is_empty() {
@@ -193,20 +195,13 @@ impl<A: Fn(Intent) -> bool + Copy> Search<'_, A> {
     }
 }
 
-/// The chosen thresholds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Chosen {
-    /// The threshold of every fast intent not in `per_intent`.
-    pub global: f32,
-    pub per_intent: BTreeMap<Intent, f32>,
-    pub targets_met: bool,
-}
-
+/// Thresholds for every fast intent (`global` for those not in `per_intent`), with the
+/// method and `targets` written into `method`.
 pub fn choose(
     scored: &[Scored],
     targets: &BTreeMap<Origin, f64>,
     answers: impl Fn(Intent) -> bool + Copy,
-) -> Chosen {
+) -> Thresholds {
     let search = Search {
         scored,
         targets,
@@ -224,10 +219,19 @@ pub fn choose(
         .into_iter()
         .filter(|(_, g)| search.failing(&search.tally(g)).is_empty())
         .max_by_key(|(_, g)| authored(&search.tally(g)).answered);
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|(o, t)| format!("{} >= {t}", o.as_str()))
+        .collect();
+    let method = format!(
+        "{METHOD} (fast-path precision targets: {})",
+        targets.join(", ")
+    );
     let Some((global, grid)) = best else {
-        return Chosen {
+        return Thresholds {
             global: CEILING as f32 / 100.0,
             per_intent: BTreeMap::new(),
+            method,
             targets_met: false,
         };
     };
@@ -235,14 +239,15 @@ pub fn choose(
         .filter(|i| grid[i.index()] != global)
         .map(|i| (i, grid[i.index()] as f32 / 100.0))
         .collect();
-    Chosen {
+    Thresholds {
         global: global as f32 / 100.0,
         per_intent,
+        method,
         targets_met: true,
     }
 }
 
-pub const METHOD: &str = "per fast intent, on a 0.01 grid from 0.30 to 0.99: start every intent at the lowest global threshold meeting the authored target; while a split misses its fast-path precision target, raise the intent whose next step removes the most wrong answers of the failing splits per right authored answer lost; then, while some intent can step down without breaking a target, lower the one that gains the most authored coverage; the same from the lowest global threshold meeting every target; keep the one with more authored coverage";
+const METHOD: &str = "per fast intent, on a 0.01 grid from 0.30 to 0.99: start every intent at the lowest global threshold meeting the authored target; while a split misses its fast-path precision target, raise the intent whose next step removes the most wrong answers of the failing splits per right authored answer lost; then, while some intent can step down without breaking a target, lower the one that gains the most authored coverage; the same from the lowest global threshold meeting every target; keep the one with more authored coverage";
 
 #[cfg(test)]
 mod tests {

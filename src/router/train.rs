@@ -6,10 +6,7 @@
 //! give a byte-identical model (a test checks it).
 //!
 //! Thresholds: for every validation message the keyword layer's decision and the model's
-//! best guess are computed once; then the global threshold is the lowest one (in steps of
-//! 0.01) at which the two-stage fast path reaches the precision target on all validation
-//! messages together, and an intent whose own fast answers stay below the target at that
-//! threshold gets the lowest threshold that brings it there.
+//! best guess are computed once, and `thresholds::choose` searches on those.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -169,22 +166,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
         })
         .collect();
     let answers = |i: Intent| keywords.answers(i);
-    let chosen = thresholds::choose(&scored, &opts.precision_targets, answers);
-    let targets: Vec<String> = opts
-        .precision_targets
-        .iter()
-        .map(|(o, t)| format!("{} >= {t}", o.as_str()))
-        .collect();
-    let thresholds = Thresholds {
-        global: chosen.global,
-        per_intent: chosen.per_intent,
-        targets_met: chosen.targets_met,
-        method: format!(
-            "{} (fast-path precision targets: {})",
-            thresholds::METHOD,
-            targets.join(", ")
-        ),
-    };
+    let thresholds = thresholds::choose(&scored, &opts.precision_targets, answers);
 
     let mut validation = BTreeMap::new();
     let mut reports = Vec::new();

@@ -191,7 +191,6 @@ impl TrainedRouter {
             let s = &mut *s;
             s.tokens.clear();
             features::tokens_into(message, &mut s.tokens);
-            s.features.clear();
             features::hashed_into(&s.tokens, self.buckets, &mut s.features);
             if s.features.is_empty() {
                 return None;
