@@ -1,0 +1,162 @@
+"""The training steps: masked-LM pre-training, fine-tuning, TinyBERT-style distillation,
+Taylor head importance, and prediction. Each takes encoded sequences (lists of token ids)
+and a seeded `random.Random`, so a run is repeatable on the same machine."""
+
+import math
+import random
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .data import SPECIAL, batches, pad
+from .encoder import Encoder
+
+PAD, UNK, CLS, SEP, MASK = range(len(SPECIAL))
+
+
+def _schedule(opt, total, warmup=0.06):
+    """Linear warm-up, then linear decay to zero (BERT's schedule)."""
+    w = max(1, int(total * warmup))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / w, max(0.0, (total - s) / max(1, total - w)))
+    )
+
+
+def _optimiser(model, lr, total):
+    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
+    rest = [p for n, p in model.named_parameters() if p.dim() <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}], lr=lr
+    )
+    return opt, _schedule(opt, total)
+
+
+def _log(step, t0, what, loss):
+    print(f"  {what}: step {step}, loss {loss:.4f}, {time.time() - t0:.0f} s", flush=True)
+
+
+def pretrain_mlm(model: Encoder, seqs, epochs, lr, batch, rng: random.Random):
+    """BERT's masked-LM: 15% of the non-special tokens; of those 80% [MASK], 10% random,
+    10% kept."""
+    lengths = [len(s) for s in seqs]
+    steps = epochs * math.ceil(len(seqs) / batch)
+    opt, sched = _optimiser(model, lr, steps)
+    gen = torch.Generator().manual_seed(rng.randrange(2**31))
+    model.train()
+    t0, step = time.time(), 0
+    for _ in range(epochs):
+        for idx in batches(len(seqs), lengths, batch, rng):
+            ids, mask = pad([seqs[i] for i in idx])
+            special = (ids < len(SPECIAL))
+            chosen = (torch.rand(ids.shape, generator=gen) < 0.15) & ~special
+            labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+            roll = torch.rand(ids.shape, generator=gen)
+            inputs = ids.clone()
+            inputs[chosen & (roll < 0.8)] = MASK
+            rand = chosen & (roll >= 0.8) & (roll < 0.9)
+            inputs[rand] = torch.randint(
+                len(SPECIAL), model.cfg.vocab, ids.shape, generator=gen
+            )[rand]
+            hiddens, _ = model.encode(inputs, mask)
+            logits = model.mlm_logits(hiddens[-1])
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 200 == 0:
+                _log(step, t0, "mlm", loss.item())
+
+
+def finetune(model: Encoder, seqs, y, epochs, lr, batch, rng, teacher_logits=None, alpha=0.5, temp=2.0):
+    """Cross-entropy on the labels; with `teacher_logits` (one row per sequence), mixed with
+    the soft-label loss of knowledge distillation (Hinton et al.) at temperature `temp`."""
+    lengths = [len(s) for s in seqs]
+    steps = epochs * math.ceil(len(seqs) / batch)
+    opt, sched = _optimiser(model, lr, steps)
+    y = torch.tensor(y)
+    model.train()
+    t0, step = time.time(), 0
+    for _ in range(epochs):
+        for idx in batches(len(seqs), lengths, batch, rng):
+            ids, mask = pad([seqs[i] for i in idx])
+            logits = model(ids, mask)
+            loss = F.cross_entropy(logits, y[idx])
+            if teacher_logits is not None:
+                soft = F.softmax(teacher_logits[idx] / temp, -1)
+                kd = F.kl_div(F.log_softmax(logits / temp, -1), soft, reduction="batchmean")
+                loss = (1 - alpha) * loss + alpha * kd * temp * temp
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 200 == 0:
+                _log(step, t0, "fine-tune", loss.item())
+
+
+def distill_layers(teacher: Encoder, student: Encoder, seqs, epochs, lr, batch, rng):
+    """TinyBERT's intermediate-layer distillation: student block m imitates teacher block
+    g(m) = m * L_t / L_s in attention scores (MSE, padding masked) and hidden states (MSE),
+    and the embeddings imitate the teacher's. Same width and heads, so no projection."""
+    lt, ls = teacher.cfg.layers, student.cfg.layers
+    layer_map = [(m + 1) * lt // ls - 1 for m in range(ls)]
+    lengths = [len(s) for s in seqs]
+    steps = epochs * math.ceil(len(seqs) / batch)
+    opt, sched = _optimiser(student, lr, steps)
+    teacher.eval()
+    student.train()
+    t0, step = time.time(), 0
+    for _ in range(epochs):
+        for idx in batches(len(seqs), lengths, batch, rng):
+            ids, mask = pad([seqs[i] for i in idx])
+            with torch.no_grad():
+                th, ts = teacher.encode(ids, mask)
+            sh, ss = student.encode(ids, mask)
+            keep = mask[:, None, :, None] * mask[:, None, None, :]  # real query x key pairs
+            loss = F.mse_loss(sh[0], th[0])
+            for m, g in enumerate(layer_map):
+                diff = (ss[m] - ts[g]) * keep
+                loss = loss + diff.pow(2).sum() / (keep.sum() * ss[m].shape[1])
+                loss = loss + F.mse_loss(sh[m + 1], th[g + 1])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 200 == 0:
+                _log(step, t0, "distil layers", loss.item())
+    return layer_map
+
+
+def taylor_head_importance(model: Encoder, seqs, y, batch, rng):
+    """Michel et al. (2019): the importance of head h is |sum over the data of
+    d loss / d gate_h| with every gate at 1, normalised per layer (L2)."""
+    model.eval()
+    gates = [torch.ones(h, requires_grad=True) for h in model.cfg.heads]
+    y = torch.tensor(y)
+    lengths = [len(s) for s in seqs]
+    for idx in batches(len(seqs), lengths, batch, rng):
+        ids, mask = pad([seqs[i] for i in idx])
+        hiddens, _ = model.encode(ids, mask, gates)
+        loss = F.cross_entropy(model.classify(hiddens[-1]), y[idx], reduction="sum")
+        loss.backward()
+    scores = [g.grad.abs() for g in gates]
+    return [(s / (s.norm() + 1e-12)).tolist() for s in scores]
+
+
+@torch.no_grad()
+def logits_of(model: Encoder, seqs, batch=128):
+    model.eval()
+    out = torch.zeros(len(seqs), model.cfg.labels)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    for i in range(0, len(order), batch):
+        idx = order[i : i + batch]
+        ids, mask = pad([seqs[j] for j in idx])
+        out[idx] = model(ids, mask)
+    return out
