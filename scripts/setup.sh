@@ -14,3 +14,18 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "setup: Rust is missing: install it from https://rustup.rs" >&2; exit 1; }
+
+# ONNX Runtime for the model stage: the shared library from the `onnxruntime` wheel on PyPI
+# (ort loads it at run time; conf/model.yaml points here). Only the library is used, so the
+# wheel is unpacked without its Python dependencies.
+ORT_VERSION=1.31.1
+ort_dir="$(dirname "$0")/../third_party/onnxruntime"
+if [ ! -f "$ort_dir/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" ]; then
+    python3 -m pip --version >/dev/null 2>&1 || {
+        sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+        $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null
+    }
+    echo "setup: installing onnxruntime==$ORT_VERSION into third_party/onnxruntime"
+    python3 -m pip install --quiet --disable-pip-version-check --no-deps --upgrade \
+        --target "$ort_dir" "onnxruntime==$ORT_VERSION"
+fi

@@ -43,6 +43,10 @@ pub enum Command {
         /// precision, per-intent precision/recall, worst confusions.
         #[arg(long, value_name = "FILE")]
         eval: Option<PathBuf>,
+        /// Also run the model stage (model.yaml's active version) on the messages the fast
+        /// path hands on, and report its intent and probability for them.
+        #[arg(long)]
+        with_model: bool,
     },
     /// Score every operator keyword rule of intents.yaml on the training split: how often it
     /// decided and how often rightly, worst first.
@@ -69,6 +73,16 @@ pub enum Command {
         jddc_precision_target: f64,
         #[command(flatten)]
         params: TrainFlags,
+    },
+    /// Write the router's training and validation splits, with the fast-path decision on
+    /// each validation line, for the model pipeline in `models/` (which trains on exactly
+    /// these splits).
+    ExportSplits {
+        #[command(flatten)]
+        data: CorpusFlags,
+        /// Output directory (JDDC text is written there: keep it out of git).
+        #[arg(long, default_value = "target/model-data")]
+        out: PathBuf,
     },
 }
 

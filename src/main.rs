@@ -18,12 +18,13 @@ use kefu_edge::config::Config;
 use kefu_edge::eval::Evaluation;
 use kefu_edge::intent::Intent;
 use kefu_edge::metrics::Metrics;
-use kefu_edge::pipeline::Pipeline;
+use kefu_edge::model::{BatchMetrics, ModelStage};
+use kefu_edge::pipeline::{Decision, Pipeline, Stage};
 use kefu_edge::proxy::KefuProxy;
 use kefu_edge::proxy::upstream::HealthCheckService;
 use kefu_edge::router::corpus::Origin;
 use kefu_edge::router::manifest::TrainParams;
-use kefu_edge::router::train::{TrainOptions, audit_keywords, train};
+use kefu_edge::router::train::{TrainOptions, audit_keywords, export_splits, train};
 use kefu_edge::signals::{HangupPipe, ReloadOnHangup};
 use kefu_edge::state::{Reloader, Snapshot};
 
@@ -42,8 +43,14 @@ fn main() -> ExitCode {
         return check(&cli.conf);
     }
     match cli.command {
-        Some(Command::Classify { eval: None }) => classify(&cli.conf),
-        Some(Command::Classify { eval: Some(file) }) => evaluate(&cli.conf, &file),
+        Some(Command::Classify {
+            eval: None,
+            with_model,
+        }) => classify(&cli.conf, with_model),
+        Some(Command::Classify {
+            eval: Some(file),
+            with_model,
+        }) => evaluate(&cli.conf, &file, with_model),
         Some(Command::TrainRouter {
             data,
             out,
@@ -84,6 +91,35 @@ fn main() -> ExitCode {
                 precision_targets: BTreeMap::new(),
             };
             audit(&cli.conf, &opts)
+        }
+        Some(Command::ExportSplits { data, out }) => {
+            let opts = TrainOptions {
+                jddc_dir: data.jddc_dir(),
+                jddc_adjudication: data.jddc_adjudication,
+                corpus_dir: data.corpus,
+                out_dir: PathBuf::new(),
+                eval_dir: PathBuf::new(),
+                params: TrainParams::default(),
+                precision_targets: BTreeMap::new(),
+            };
+            let result = Config::load_for_model_training(&cli.conf)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .and_then(|config| export_splits(&config, &opts, &out));
+            match result {
+                Ok(n) => {
+                    println!(
+                        "wrote {} training and {} validation lines to {}",
+                        n.train,
+                        n.validation,
+                        out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kefu-edge: export-splits: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         None => serve(cli, hangup),
     }
@@ -155,6 +191,10 @@ fn check(dir: &Path) -> ExitCode {
     let Some(config) = load(dir) else {
         return ExitCode::FAILURE;
     };
+    if let Err(e) = ModelStage::start(&config.model, BatchMetrics::unregistered()) {
+        eprintln!("kefu-edge: {}: model stage: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
     match Snapshot::build(config, 1, None) {
         Ok(_) => {
             println!("kefu-edge: configuration ok ({})", dir.display());
@@ -167,20 +207,60 @@ fn check(dir: &Path) -> ExitCode {
     }
 }
 
-/// The pipeline of a configuration directory, or the errors printed.
-fn pipeline(dir: &Path) -> Option<Pipeline> {
-    let config = load(dir)?;
-    match Pipeline::new(&config, None) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            eprintln!("kefu-edge: {e:#}");
+/// The decision stages of a configuration directory for the CLI (the pipeline, and the
+/// model stage when asked for), or the errors printed.
+struct Decider {
+    pipeline: Pipeline,
+    model: Option<ModelStage>,
+}
+
+impl Decider {
+    fn open(dir: &Path, with_model: bool) -> Option<Decider> {
+        let config = load(dir)?;
+        let pipeline = match Pipeline::new(&config, None) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("kefu-edge: {e:#}");
+                return None;
+            }
+        };
+        let model = if with_model {
+            match ModelStage::start(&config.model, BatchMetrics::unregistered()) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    eprintln!("kefu-edge: model stage: {e}");
+                    return None;
+                }
+            }
+        } else {
             None
+        };
+        Some(Decider { pipeline, model })
+    }
+
+    /// The fast-path decision; for a message it hands on, the model's intent when the
+    /// model stage runs (a model failure leaves the router's guess).
+    fn decide(&self, text: &str) -> Decision {
+        let d = self.pipeline.decide(text);
+        match (&self.model, d.stage) {
+            (Some(model), Stage::Model) => match model.classify_blocking(text) {
+                Ok(p) => Decision {
+                    intent: p.intent,
+                    confidence: p.prob,
+                    stage: Stage::Model,
+                },
+                Err(e) => {
+                    eprintln!("kefu-edge: model stage: {e}");
+                    d
+                }
+            },
+            _ => d,
         }
     }
 }
 
-fn evaluate(dir: &Path, file: &Path) -> ExitCode {
-    let Some(pipeline) = pipeline(dir) else {
+fn evaluate(dir: &Path, file: &Path, with_model: bool) -> ExitCode {
+    let Some(decider) = Decider::open(dir, with_model) else {
         return ExitCode::FAILURE;
     };
     let text = match std::fs::read_to_string(file) {
@@ -206,7 +286,7 @@ fn evaluate(dir: &Path, file: &Path) -> ExitCode {
             );
             return ExitCode::FAILURE;
         };
-        eval.add(truth, &pipeline.decide(message));
+        eval.add(truth, &decider.decide(message));
     }
     print!("{}", eval.report());
     ExitCode::SUCCESS
@@ -252,8 +332,8 @@ fn train_router(dir: &Path, opts: &TrainOptions) -> ExitCode {
     }
 }
 
-fn classify(dir: &Path) -> ExitCode {
-    let Some(pipeline) = pipeline(dir) else {
+fn classify(dir: &Path, with_model: bool) -> ExitCode {
+    let Some(decider) = Decider::open(dir, with_model) else {
         return ExitCode::FAILURE;
     };
     let stdin = std::io::stdin().lock();
@@ -263,7 +343,7 @@ fn classify(dir: &Path) -> ExitCode {
             eprintln!("kefu-edge: stdin is not UTF-8");
             return ExitCode::FAILURE;
         };
-        let d = pipeline.decide(line.trim_end_matches('\r'));
+        let d = decider.decide(line.trim_end_matches('\r'));
         if writeln!(
             out,
             "{}\t{:.4}\t{}",
@@ -303,6 +383,17 @@ fn serve(cli: Cli, hangup: HangupPipe) -> ExitCode {
         }
     };
     let server_cfg = config.server.clone();
+    let model_cfg = config.model.clone();
+    // Loaded before listening, so the first request finds it. Threads do not survive the
+    // fork of --daemon: there it is only checked here and loaded again after the fork.
+    let model = match ModelStage::start(&model_cfg, metrics.model_batch.clone()) {
+        Ok(stage) if !cli.daemon => Arc::new(stage),
+        Ok(_) => Arc::new(ModelStage::disabled(metrics.model_batch.clone())),
+        Err(e) => {
+            eprintln!("kefu-edge: {}: model stage: {e}", cli.conf.display());
+            return ExitCode::FAILURE;
+        }
+    };
     let snapshot = match Snapshot::build(config, 1, None) {
         Ok(s) => s,
         Err(e) => {
@@ -336,16 +427,26 @@ fn serve(cli: Cli, hangup: HangupPipe) -> ExitCode {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    if cli.daemon {
+        server.add_service(background_service(
+            "model stage",
+            LoadModelAfterFork {
+                stage: Arc::clone(&model),
+                cfg: model_cfg,
+            },
+        ));
+    }
     let reloader = Arc::new(Reloader::new(
         cli.conf.clone(),
         snapshot,
         Arc::clone(&metrics),
+        Arc::clone(&model),
     ));
     let state = Arc::clone(&reloader.current);
 
     let mut chat = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        KefuProxy::new(Arc::clone(&state), Arc::clone(&metrics)),
+        KefuProxy::new(Arc::clone(&state), Arc::clone(&metrics), model),
         "chat",
     );
     for addr in &server_cfg.chat_listen {
@@ -384,4 +485,17 @@ fn serve(cli: Cli, hangup: HangupPipe) -> ExitCode {
         cli.conf.display()
     );
     server.run_forever()
+}
+
+/// Loads the model stage once the server runs (after the fork of --daemon).
+struct LoadModelAfterFork {
+    stage: Arc<ModelStage>,
+    cfg: kefu_edge::config::ModelConfig,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for LoadModelAfterFork {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        self.stage.apply(&self.cfg);
+    }
 }

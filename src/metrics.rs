@@ -5,11 +5,12 @@
 //! bounded. Handles for the hot path are resolved once, here, not per request.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::intent::Intent;
+use crate::model::BatchMetrics;
 use crate::pipeline::Source;
 
 /// Which part of the public listener served a request.
@@ -43,7 +44,14 @@ pub struct Metrics {
     pub reloads_failed: IntCounter,
     pub config_generation: IntGauge,
     pub last_reload_success: IntGauge,
+    model_requests: IntCounterVec,
+    shadow: IntCounterVec,
+    /// The batcher's histograms (batch size, inference and queue time).
+    pub model_batch: BatchMetrics,
 }
+
+/// Batch sizes up to the default `max_batch` of 40 and beyond.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 40.0, 64.0, 128.0];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -98,7 +106,40 @@ impl Metrics {
             .iter()
             .map(|i| intents_vec.with_label_values(&[i.as_str()]))
             .collect();
+        let histogram = |name: &str, help: &str, buckets: &[f64]| -> anyhow::Result<Histogram> {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let model_batch = BatchMetrics {
+            batch_size: histogram(
+                "kefu_model_batch_size",
+                "Requests per model inference",
+                BATCH_BUCKETS,
+            )?,
+            inference_seconds: histogram(
+                "kefu_model_inference_seconds",
+                "Time of one model inference (one batch)",
+                LATENCY_BUCKETS,
+            )?,
+            queue_seconds: histogram(
+                "kefu_model_queue_seconds",
+                "Time a request waited for its batch to start",
+                LATENCY_BUCKETS,
+            )?,
+        };
         Ok(Metrics {
+            model_requests: counter_vec(
+                "kefu_model_requests_total",
+                "Messages sent to the model stage by outcome (answered, below_threshold, no_template, overloaded, deadline, error, closed, disabled)",
+                &["outcome", "version"],
+            )?,
+            shadow: counter_vec(
+                "kefu_model_shadow_total",
+                "Fast-path answers also scored by the model, by fast-path intent and whether the model agreed",
+                &["intent", "agree"],
+            )?,
+            model_batch,
             requests,
             latency,
             answers,
@@ -173,6 +214,19 @@ impl Metrics {
 
     pub fn bad_request(&self, code: &str) {
         self.bad_requests.with_label_values(&[code]).inc();
+    }
+
+    /// One message through the model stage; `version` is empty when none answered.
+    pub fn model_outcome(&self, outcome: &str, version: &str) {
+        self.model_requests
+            .with_label_values(&[outcome, version])
+            .inc();
+    }
+
+    pub fn shadow(&self, intent: Intent, agree: bool) {
+        self.shadow
+            .with_label_values(&[intent.as_str(), if agree { "yes" } else { "no" }])
+            .inc();
     }
 
     pub fn upstream_failure(&self, pool: &str) {

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use crate::config::Config;
 use crate::intent::{Intent, Tier};
+use crate::model::Prediction;
 use crate::post::ReplyFilter;
 use crate::router::{KeywordRouter, RouterGuess, RouterModel};
 use crate::rules::RuleCache;
@@ -61,6 +62,26 @@ pub struct Decision {
     pub intent: Intent,
     pub confidence: f32,
     pub stage: Stage,
+}
+
+/// What the model stage made of a message (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelVerdict {
+    Answered,
+    BelowThreshold,
+    NoTemplate,
+    NoAnswer,
+}
+
+impl ModelVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelVerdict::Answered => "answered",
+            ModelVerdict::BelowThreshold => "below_threshold",
+            ModelVerdict::NoTemplate => "no_template",
+            ModelVerdict::NoAnswer => "no_answer",
+        }
+    }
 }
 
 /// A reply that has passed the reply filter, also kept JSON-escaped so the answer body is
@@ -228,9 +249,14 @@ impl Pipeline {
         self.router.as_ref()
     }
 
-    /// Answer one message.
+    /// Answer one message without the model stage (what the fast path alone does).
     pub fn answer(&self, text: &str) -> Answer<'_> {
-        let decision = self.decide(text);
+        self.answer_decided(&self.decide(text))
+    }
+
+    /// The answer of a fast-path decision: the rule cache's reply, or the fallback for a
+    /// message handed on to a model stage that is not there.
+    pub fn answer_decided(&self, decision: &Decision) -> Answer<'_> {
         let cached = match decision.stage {
             Stage::Rule => self.rules.reply(decision.intent, self.post.campaign_now()),
             Stage::Model => None,
@@ -244,6 +270,45 @@ impl Pipeline {
             confidence: decision.confidence,
             source,
             reply: Reply::Prepared(reply),
+        }
+    }
+
+    /// The answer of the model stage for a message the fast path handed on: the model's
+    /// intent answered from its reply templates when it has some and the model is at least
+    /// `threshold` sure; otherwise the fallback. `None`: the model gave no answer (queue
+    /// full, deadline, error), so the router's guess is reported with the fallback.
+    pub fn answer_from_model(
+        &self,
+        decision: &Decision,
+        prediction: Option<&Prediction>,
+        threshold: f32,
+    ) -> (Answer<'_>, ModelVerdict) {
+        let Some(p) = prediction else {
+            return (self.answer_decided(decision), ModelVerdict::NoAnswer);
+        };
+        let fallback = |verdict| {
+            let answer = Answer {
+                intent: p.intent,
+                confidence: p.prob,
+                source: Source::Fallback,
+                reply: Reply::Prepared(&self.fallback),
+            };
+            (answer, verdict)
+        };
+        if p.prob < threshold {
+            return fallback(ModelVerdict::BelowThreshold);
+        }
+        match self.rules.reply(p.intent, self.post.campaign_now()) {
+            Some(reply) => (
+                Answer {
+                    intent: p.intent,
+                    confidence: p.prob,
+                    source: Source::Model,
+                    reply: Reply::Prepared(reply),
+                },
+                ModelVerdict::Answered,
+            ),
+            None => fallback(ModelVerdict::NoTemplate),
         }
     }
 
@@ -324,6 +389,37 @@ mod tests {
             serde_json::from_str::<String>(prepared.json()).unwrap(),
             prepared.text()
         );
+    }
+
+    #[test]
+    fn model_answers_come_from_templates_above_the_threshold() {
+        let p = Pipeline::new(&shipped_config(), None).unwrap();
+        let d = p.decide("今天天气怎么样");
+        let sure = Prediction {
+            intent: Intent::Coupon,
+            prob: 0.9,
+            batch_size: 1,
+        };
+        let (a, v) = p.answer_from_model(&d, Some(&sure), 0.5);
+        assert_eq!(
+            (a.source, a.intent, v),
+            (Source::Model, Intent::Coupon, ModelVerdict::Answered)
+        );
+        assert!(a.reply.text().contains("券"), "{}", a.reply.text());
+        let (a, v) = p.answer_from_model(&d, Some(&sure), 0.95);
+        assert_eq!(
+            (a.source, v),
+            (Source::Fallback, ModelVerdict::BelowThreshold)
+        );
+        assert_eq!(a.reply.text(), "亲,转人工客服哦~");
+        let other = Prediction {
+            intent: Intent::Other,
+            ..sure
+        };
+        let (a, v) = p.answer_from_model(&d, Some(&other), 0.5);
+        assert_eq!((a.source, v), (Source::Fallback, ModelVerdict::NoTemplate));
+        let (a, v) = p.answer_from_model(&d, None, 0.5);
+        assert_eq!((a.source, v), (Source::Fallback, ModelVerdict::NoAnswer));
     }
 
     #[test]

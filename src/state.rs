@@ -18,6 +18,7 @@ use crate::config::{Config, ConfigErrors};
 use crate::edge::EdgeFilter;
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
+use crate::model::ModelStage;
 use crate::pipeline::Pipeline;
 use crate::proxy::upstream::Upstreams;
 
@@ -74,10 +75,17 @@ pub struct Reloader {
     pub current: Arc<ArcSwap<Snapshot>>,
     status: Mutex<ReloadStatus>,
     metrics: Arc<Metrics>,
+    /// Loads model versions in the background when `model.yaml` changes.
+    pub model: Arc<ModelStage>,
 }
 
 impl Reloader {
-    pub fn new(dir: PathBuf, first: Snapshot, metrics: Arc<Metrics>) -> Reloader {
+    pub fn new(
+        dir: PathBuf,
+        first: Snapshot,
+        metrics: Arc<Metrics>,
+        model: Arc<ModelStage>,
+    ) -> Reloader {
         metrics.config_generation.set(first.generation as i64);
         metrics.last_reload_success.set(1);
         let status = ReloadStatus {
@@ -89,6 +97,7 @@ impl Reloader {
             current: Arc::new(ArcSwap::from_pointee(first)),
             status: Mutex::new(status),
             metrics,
+            model,
         }
     }
 
@@ -113,11 +122,20 @@ impl Reloader {
                         "server.yaml: listeners, threads or shutdown settings changed; they take effect after a restart"
                     );
                 }
+                if previous.config.model.runtime.library != config.model.runtime.library {
+                    log::warn!(
+                        "model.yaml: runtime.library changed; ONNX Runtime is loaded once, the new library is used after a restart"
+                    );
+                }
                 Snapshot::build(config, generation, Some(&previous)).map_err(|e| vec![format!("{e:#}")])
             });
         let at = Timestamp::now().to_string();
         match result {
             Ok(snapshot) => {
+                if snapshot.config.model != previous.config.model {
+                    // Loaded and warmed off this thread; swapped in when ready.
+                    self.model.apply(&snapshot.config.model);
+                }
                 self.current.store(Arc::new(snapshot));
                 status.generation = generation;
                 status.reloads_ok += 1;

@@ -18,13 +18,21 @@ fn every_fast_intent_is_answered_from_the_rule_cache() {
         assert_eq!(r.status, 200, "{text}: {}", r.text());
         let v = r.json();
         if want == "fallback" {
-            assert_eq!(v["source"], "fallback", "{text}: {v}");
+            // Nothing in the rules fits; the model stage may still know it.
+            assert!(
+                v["source"] == "model" || v["source"] == "fallback",
+                "{text}: {v}"
+            );
             continue;
         }
         assert!(v["trace_id"].as_str().is_some_and(|s| s.len() == 16), "{v}");
         if v["source"] != "rule" {
-            // Below its threshold: the model stage (the fallback until it exists).
-            assert_eq!(v["source"], "fallback", "{text}: {v}");
+            // Below its threshold: the model stage answers, or the fallback.
+            assert!(
+                v["source"] == "model" || v["source"] == "fallback",
+                "{text}: {v}"
+            );
+            assert!(v["reply"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
             continue;
         }
         assert_eq!(v["intent"], want.as_str(), "{text}: {v}");

@@ -10,6 +10,8 @@ use pingora::protocols::http::ServerSession;
 use serde::Serialize;
 
 use crate::metrics::Metrics;
+use crate::model::ModelStage;
+use crate::model::deploy::{LoadReport, LoadedVersion};
 use crate::state::{ReloadStatus, Reloader};
 
 pub struct AdminApp {
@@ -23,6 +25,40 @@ struct Health<'a> {
     pid: u32,
     version: &'a str,
     config: ReloadStatus,
+    model: ModelStatus,
+}
+
+/// What the model stage serves, and how its last load went.
+#[derive(Serialize)]
+struct ModelStatus {
+    active: Option<ServedVersion>,
+    candidate: Option<ServedVersion>,
+    gray_percent: u8,
+    queued: usize,
+    last_load: Option<LoadReport>,
+}
+
+#[derive(Serialize)]
+struct ServedVersion {
+    version: String,
+    load_ms: u64,
+}
+
+impl ModelStatus {
+    fn of(stage: &ModelStage) -> ModelStatus {
+        let d = stage.deployment();
+        let served = |v: &LoadedVersion| ServedVersion {
+            version: v.name.clone(),
+            load_ms: v.load_time.as_millis() as u64,
+        };
+        ModelStatus {
+            active: d.as_ref().map(|d| served(&d.active)),
+            candidate: d.as_ref().and_then(|d| d.candidate.as_deref().map(served)),
+            gray_percent: d.as_ref().map_or(0, |d| d.gray_percent),
+            queued: d.as_ref().map_or(0, |d| d.queued()),
+            last_load: stage.last_load(),
+        }
+    }
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Vec<u8>> {
@@ -49,6 +85,7 @@ impl AdminApp {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION"),
                 config: self.reloader.status(),
+                model: ModelStatus::of(&self.reloader.model),
             },
         )
     }

@@ -10,6 +10,7 @@
 mod edge;
 mod intents;
 mod limits;
+mod model;
 mod post;
 mod router;
 mod server;
@@ -23,6 +24,9 @@ use std::path::{Path, PathBuf};
 pub use edge::{EdgeConfig, IpDefault, RealIpConfig, RealIpHeader, UserAgentConfig};
 pub use intents::{IntentRules, IntentsConfig};
 pub use limits::{BucketConfig, LimitsConfig};
+pub use model::{
+    BatchConfig, ModelConfig, ModelGate, ORT_DYLIB_ENV, Provider, RuntimeConfig, ShadowConfig,
+};
 pub use post::{CampaignConfig, PostConfig};
 pub use router::{QualityGate, RouterConfig};
 pub use server::{ChatApiConfig, ServerConfig};
@@ -42,6 +46,7 @@ pub struct Config {
     pub post: PostConfig,
     pub upstreams: UpstreamsConfig,
     pub router: RouterConfig,
+    pub model: ModelConfig,
 }
 
 /// One problem in one file, with the line where the parser or the key lookup found it.
@@ -89,10 +94,27 @@ impl Config {
     pub fn load_for_training(dir: &Path) -> Result<Config, ConfigErrors> {
         let mut config = Self::load_checking(dir, false)?;
         config.router.enabled = false;
+        config.model.enabled = false;
+        Ok(config)
+    }
+
+    /// Load a directory whose model stage may not exist yet (to train it: the router must,
+    /// its decisions are part of the training data); the model stage is disabled.
+    pub fn load_for_model_training(dir: &Path) -> Result<Config, ConfigErrors> {
+        let mut config = Self::load_with(dir, true, false)?;
+        config.model.enabled = false;
         Ok(config)
     }
 
     fn load_checking(dir: &Path, check_models: bool) -> Result<Config, ConfigErrors> {
+        Self::load_with(dir, check_models, check_models)
+    }
+
+    fn load_with(
+        dir: &Path,
+        check_router: bool,
+        check_model: bool,
+    ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let server = load_file(dir, "server.yaml", &mut errors, server::validate, true);
         let edge = load_file(dir, "edge.yaml", &mut errors, edge::validate, true);
@@ -111,9 +133,12 @@ impl Config {
             "router.yaml",
             &mut errors,
             router::validate,
-            check_models,
+            check_router,
         );
-        match (server, edge, limits, intents, post, upstreams, router) {
+        let model = load_file(dir, "model.yaml", &mut errors, model::validate, check_model);
+        match (
+            server, edge, limits, intents, post, upstreams, router, model,
+        ) {
             (
                 Some(server),
                 Some(edge),
@@ -122,6 +147,7 @@ impl Config {
                 Some(post),
                 Some(upstreams),
                 Some(router),
+                Some(model),
             ) if errors.is_empty() => Ok(Config {
                 dir: dir.to_path_buf(),
                 server,
@@ -131,6 +157,7 @@ impl Config {
                 post,
                 upstreams,
                 router,
+                model,
             }),
             _ => Err(ConfigErrors(errors)),
         }
@@ -207,7 +234,7 @@ mod tests {
     #[test]
     fn a_missing_directory_names_every_file() {
         let errors = Config::load(Path::new("/nonexistent/kefu")).unwrap_err();
-        assert_eq!(errors.0.len(), 7);
+        assert_eq!(errors.0.len(), 8);
         assert!(errors.0[0].to_string().contains("server.yaml"));
     }
 }

@@ -11,6 +11,9 @@ use pingora::proxy::Session;
 
 use super::{KefuProxy, RequestCtx, respond};
 use crate::api::{self, ApiError, Limits};
+use crate::intent::Intent;
+use crate::model::ModelError;
+use crate::pipeline::{Source, Stage};
 use crate::state::Snapshot;
 
 /// A shopper's client sends a 16 KiB body in well under this; a slower one is holding a
@@ -87,7 +90,42 @@ impl KefuProxy {
             self.metrics.limited(limited.kind.as_str());
             return self.refuse(session, ctx, &ApiError::from(limited)).await;
         }
-        let answer = snap.pipeline.answer(&request.text);
+        let decision = snap.pipeline.decide(&request.text);
+        let answer = match decision.stage {
+            Stage::Rule => {
+                let answer = snap.pipeline.answer_decided(&decision);
+                if answer.source == Source::Rule
+                    && self.shadow.take(snap.config.model.shadow.sample)
+                {
+                    self.shadow_score(&request.user_id, &request.text, answer.intent);
+                }
+                answer
+            }
+            Stage::Model => {
+                let threshold = snap.config.model.threshold;
+                match self.model.classify(&request.user_id, &request.text).await {
+                    Ok((prediction, served)) => {
+                        let (answer, verdict) = snap.pipeline.answer_from_model(
+                            &decision,
+                            Some(&prediction),
+                            threshold,
+                        );
+                        self.metrics
+                            .model_outcome(verdict.as_str(), &served.version);
+                        answer
+                    }
+                    Err(e) => {
+                        self.metrics.model_outcome(e.as_str(), "");
+                        if !matches!(e, ModelError::Disabled) && self.log_throttle.allow() {
+                            log::warn!("model stage: {e}; answered by the fallback");
+                        }
+                        snap.pipeline
+                            .answer_from_model(&decision, None, threshold)
+                            .0
+                    }
+                }
+            }
+        };
         self.metrics.answered(answer.source, answer.intent);
         if answer.reply.masked() {
             self.metrics.replies_masked.inc();
@@ -95,6 +133,37 @@ impl KefuProxy {
         let trace_id = self.trace_ids.next();
         respond::json(session, 200, api::answer_json(&answer, &trace_id), None).await?;
         Ok(true)
+    }
+}
+
+impl KefuProxy {
+    /// Score a fast-path answer with the model too, off the request path.
+    fn shadow_score(&self, user_id: &str, text: &str, fast: Intent) {
+        let model = std::sync::Arc::clone(&self.model);
+        let metrics = std::sync::Arc::clone(&self.metrics);
+        let (user_id, text) = (user_id.to_owned(), text.to_owned());
+        tokio::spawn(async move {
+            if let Ok((p, _)) = model.classify(&user_id, &text).await {
+                metrics.shadow(fast, p.intent == fast);
+            }
+        });
+    }
+}
+
+/// Picks a share of requests by counting, not by chance: every n-th for a share of 1/n, so
+/// tests and operators see exactly the configured share.
+#[derive(Default)]
+pub(super) struct ShadowSampler(std::sync::atomic::AtomicU64);
+
+impl ShadowSampler {
+    pub(super) fn take(&self, share: f64) -> bool {
+        if share <= 0.0 {
+            return false;
+        }
+        let every = (1.0 / share).round().max(1.0) as u64;
+        self.0
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(every)
     }
 }
 

@@ -21,12 +21,15 @@ use pingora::{Error, ErrorType, Result};
 use crate::api::{ApiError, TraceId, TraceIds};
 use crate::edge::ClientAddr;
 use crate::metrics::{Metrics, Route};
+use crate::model::ModelStage;
 use crate::state::Snapshot;
 use upstream::Pool;
 
 pub struct KefuProxy {
     state: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
+    model: Arc<ModelStage>,
+    shadow: chat::ShadowSampler,
     trace_ids: TraceIds,
     log_throttle: LogThrottle,
 }
@@ -43,10 +46,16 @@ pub struct RequestCtx {
 }
 
 impl KefuProxy {
-    pub fn new(state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> KefuProxy {
+    pub fn new(
+        state: Arc<ArcSwap<Snapshot>>,
+        metrics: Arc<Metrics>,
+        model: Arc<ModelStage>,
+    ) -> KefuProxy {
         KefuProxy {
             state,
             metrics,
+            model,
+            shadow: chat::ShadowSampler::default(),
             trace_ids: TraceIds::default(),
             log_throttle: LogThrottle::new(),
         }

@@ -225,6 +225,81 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
     })
 }
 
+/// What `export-splits` wrote.
+pub struct Exported {
+    pub train: usize,
+    pub validation: usize,
+}
+
+/// Write the router's training and validation splits for the model pipeline in `models/`
+/// (`train.tsv`, `val.tsv`: `text<TAB>intent<TAB>origin<TAB>stage<TAB>decided`), so the
+/// model is trained and scored on exactly the router's splits. `stage` and `decided` are the
+/// fast-path decision of `config` (`rule` lines are answered before the model stage); on
+/// training lines they are left empty. JDDC text is in the files: keep `out` out of git.
+pub fn export_splits(config: &Config, opts: &TrainOptions, out: &Path) -> anyhow::Result<Exported> {
+    let (train_set, val_set, _) = splits(opts)?;
+    let pipeline = Pipeline::new(config, None)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let write = |name: &str, set: &[Example], decide: bool| -> anyhow::Result<()> {
+        let path = out.join(name);
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?,
+        );
+        writeln!(
+            f,
+            "# text\tintent\torigin\tstage\tdecided\trouter probabilities (intents.tsv order)"
+        )?;
+        for e in set {
+            // Tabs and newlines cannot be in a corpus line; the loaders split on them.
+            let (stage, decided, probs) = if decide {
+                let d = pipeline.decide(&e.text);
+                (
+                    d.stage.as_str(),
+                    d.intent.as_str(),
+                    router_probabilities(&pipeline, &e.text),
+                )
+            } else {
+                ("", "", String::new())
+            };
+            writeln!(
+                f,
+                "{}\t{}\t{}\t{stage}\t{decided}\t{probs}",
+                e.text,
+                e.intent,
+                e.origin.as_str()
+            )?;
+        }
+        f.flush()
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    write("train.tsv", &train_set, false)?;
+    write("val.tsv", &val_set, true)?;
+    Ok(Exported {
+        train: train_set.len(),
+        validation: val_set.len(),
+    })
+}
+
+/// The router's probability of every intent (intents.tsv order), comma-separated; empty
+/// without a router or for a message without tokens.
+fn router_probabilities(pipeline: &Pipeline, text: &str) -> String {
+    let Some(model) = pipeline.router() else {
+        return String::new();
+    };
+    let Some(probs) = model.router.probabilities(text) else {
+        return String::new();
+    };
+    let mut by_intent = vec![0.0f32; Intent::ALL.len()];
+    for (label, p) in model.router.labels().iter().zip(probs) {
+        by_intent[label.index()] = p;
+    }
+    by_intent
+        .iter()
+        .map(|p| format!("{p:.6}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// How one operator rule decided on labelled messages.
 #[derive(Debug, Clone)]
 pub struct RuleStat {

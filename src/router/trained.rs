@@ -186,6 +186,26 @@ impl TrainedRouter {
 
     /// The most probable intent of `message` (`None` for a message without any token).
     pub fn classify(&self, message: &str) -> Option<RouterGuess> {
+        self.with_scores(message, |scores| {
+            let (best, prob) = softmax_best(scores);
+            RouterGuess {
+                intent: self.labels[best],
+                prob,
+            }
+        })
+    }
+
+    /// The probability of every label of `message`, in [`Self::labels`] order.
+    pub fn probabilities(&self, message: &str) -> Option<Vec<f32>> {
+        self.with_scores(message, |scores| {
+            let (_, top) = softmax_best(scores);
+            // `softmax_best` leaves exp(score - max); the top one is 1, so scale by `top`.
+            scores.iter().map(|e| e * top).collect()
+        })
+    }
+
+    /// Run `f` on the label scores of `message` (bias plus unit-length feature weights).
+    fn with_scores<T>(&self, message: &str, f: impl FnOnce(&mut [f32]) -> T) -> Option<T> {
         SCRATCH.with(|cell| {
             let mut s = cell.borrow_mut();
             let s = &mut *s;
@@ -208,11 +228,7 @@ impl TrainedRouter {
                     }
                 }
             }
-            let (best, prob) = softmax_best(&mut s.scores);
-            Some(RouterGuess {
-                intent: self.labels[best],
-                prob,
-            })
+            Some(f(&mut s.scores))
         })
     }
 }

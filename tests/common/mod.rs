@@ -57,6 +57,17 @@ impl Conf {
             "model: ../models/router/router.bin",
             &format!("model: {}/router.bin", models.display()),
         );
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        conf.patch(
+            "model.yaml",
+            "models_dir: ../models/intent",
+            &format!("models_dir: {}/models/intent", root.display()),
+        );
+        conf.patch(
+            "model.yaml",
+            "library: ../third_party/",
+            &format!("library: {}/third_party/", root.display()),
+        );
         conf.write(
             "limits.yaml",
             "global: {rate: 100000r/s, burst: 100000}\nper_ip: {rate: 100000r/s, burst: 100000}\nper_user: {rate: 100000r/s, burst: 100000}\n",

@@ -1,0 +1,303 @@
+//! `model.yaml`: the model stage behind the fast path. Which ONNX Runtime library and
+//! execution provider, which model versions serve (an active one and an optional candidate
+//! for gray traffic), how requests are batched, and when an answer is trusted.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use super::source::Source;
+
+/// The environment variable that overrides `runtime.library` (ort's own convention).
+pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    #[serde(default = "yes")]
+    enabled: bool,
+    runtime: RawRuntime,
+    models_dir: PathBuf,
+    active: String,
+    #[serde(default)]
+    candidate: Option<String>,
+    #[serde(default)]
+    gray_percent: u8,
+    #[serde(default)]
+    batch: BatchConfig,
+    #[serde(default = "default_deadline", with = "humantime_serde")]
+    deadline: Duration,
+    #[serde(default = "default_threshold")]
+    threshold: f32,
+    #[serde(default)]
+    quality_gate: ModelGate,
+    #[serde(default)]
+    shadow: ShadowConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_deadline() -> Duration {
+    Duration::from_millis(200)
+}
+
+fn default_threshold() -> f32 {
+    0.5
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    library: PathBuf,
+    #[serde(default)]
+    provider: Provider,
+    #[serde(default)]
+    cuda_device: i32,
+    #[serde(default = "one")]
+    intra_threads: usize,
+    #[serde(default = "one")]
+    inference_threads: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    /// `libonnxruntime.so`: from `ORT_DYLIB_PATH` if set, else `runtime.library`.
+    pub library: PathBuf,
+    pub provider: Provider,
+    pub cuda_device: i32,
+    /// ONNX Runtime threads per inference thread.
+    pub intra_threads: usize,
+    /// Dedicated inference threads per model version, each with its own session.
+    pub inference_threads: usize,
+}
+
+/// How the batcher groups requests.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// A batch closes when it has this many requests...
+    pub max_batch: usize,
+    /// ...or when its first request has waited this long (only under load: a request that
+    /// finds the model idle goes at once).
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// Requests waiting beyond this are answered by the fallback at once.
+    pub queue: usize,
+    /// Sequences are truncated to this many tokens ([CLS] and [SEP] included).
+    pub max_tokens: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_batch: 40,
+            max_wait: Duration::from_millis(30),
+            queue: 1024,
+            max_tokens: 128,
+        }
+    }
+}
+
+/// Floors on a version's manifest figures: a version below them is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelGate {
+    /// Model-alone accuracy on the authored validation split.
+    pub min_accuracy: f64,
+}
+
+impl Default for ModelGate {
+    fn default() -> Self {
+        ModelGate { min_accuracy: 0.80 }
+    }
+}
+
+/// Shadow scoring: a share of fast-path answers is also classified by the model, off the
+/// request path, to see where the router and the model disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShadowConfig {
+    pub sample: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub enabled: bool,
+    pub runtime: RuntimeConfig,
+    pub models_dir: PathBuf,
+    pub active: String,
+    pub candidate: Option<String>,
+    pub gray_percent: u8,
+    pub batch: BatchConfig,
+    /// A request not answered by the model within this is answered by the fallback.
+    pub deadline: Duration,
+    /// The model's probability an answer needs; below it the message goes on (upstream or
+    /// fallback).
+    pub threshold: f32,
+    pub quality_gate: ModelGate,
+    pub shadow: ShadowConfig,
+}
+
+impl ModelConfig {
+    /// The directory of one version.
+    pub fn version_dir(&self, version: &str) -> PathBuf {
+        self.models_dir.join(version)
+    }
+}
+
+fn valid_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && v != "."
+        && v != ".."
+}
+
+pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let library = match std::env::var_os(ORT_DYLIB_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => src.resolve(&raw.runtime.library),
+    };
+    let rt = &raw.runtime;
+    if rt.intra_threads == 0 || rt.inference_threads == 0 {
+        errors.push(src.error_at(
+            "runtime",
+            "runtime: intra_threads and inference_threads must be at least 1",
+        ));
+    }
+    let b = raw.batch;
+    if b.max_batch == 0 || b.queue == 0 {
+        errors.push(src.error_at("batch", "batch: max_batch and queue must be at least 1"));
+    }
+    if !(3..=512).contains(&b.max_tokens) {
+        errors.push(src.error_at("max_tokens", "batch.max_tokens must be within 3..=512"));
+    }
+    if raw.deadline.is_zero() {
+        errors.push(src.error_at("deadline", "deadline must be more than 0"));
+    }
+    if !(0.0..=1.0).contains(&raw.threshold) {
+        errors.push(src.error_at("threshold", "threshold must be within 0..=1"));
+    }
+    if !(0.0..=1.0).contains(&raw.quality_gate.min_accuracy) {
+        errors.push(src.error_at(
+            "min_accuracy",
+            "quality_gate.min_accuracy must be within 0..=1",
+        ));
+    }
+    if !(0.0..=1.0).contains(&raw.shadow.sample) {
+        errors.push(src.error_at("sample", "shadow.sample must be within 0..=1"));
+    }
+    if raw.gray_percent > 100 {
+        errors.push(src.error_at("gray_percent", "gray_percent must be within 0..=100"));
+    }
+    let models_dir = src.resolve(&raw.models_dir);
+    let versions = std::iter::once(("active", &raw.active))
+        .chain(raw.candidate.as_ref().map(|c| ("candidate", c)));
+    for (key, v) in versions {
+        if !valid_version(v) {
+            errors.push(src.error_at(
+                key,
+                format!("{key}: `{v}` is not a version name (letters, digits, . _ -)"),
+            ));
+        } else if raw.enabled && src.check_models && !models_dir.join(v).is_dir() {
+            errors.push(src.error_at(
+                key,
+                format!("{key}: no directory `{}`", models_dir.join(v).display()),
+            ));
+        }
+    }
+    if raw.candidate.is_none() && raw.gray_percent > 0 {
+        errors.push(src.error_at("gray_percent", "gray_percent needs a candidate"));
+    }
+    if raw.enabled && src.check_models && !library.is_file() {
+        errors.push(src.error_at(
+            "library",
+            format!(
+                "runtime.library: `{}` is not a readable file (scripts/setup.sh installs ONNX Runtime there; {ORT_DYLIB_ENV} overrides it)",
+                library.display()
+            ),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(ModelConfig {
+        enabled: raw.enabled,
+        runtime: RuntimeConfig {
+            library,
+            provider: rt.provider,
+            cuda_device: rt.cuda_device,
+            intra_threads: rt.intra_threads,
+            inference_threads: rt.inference_threads,
+        },
+        models_dir,
+        active: raw.active,
+        candidate: raw.candidate,
+        gray_percent: raw.gray_percent,
+        batch: b,
+        deadline: raw.deadline,
+        threshold: raw.threshold,
+        quality_gate: raw.quality_gate,
+        shadow: raw.shadow,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn check(text: &str) -> Result<ModelConfig, Vec<ConfigError>> {
+        let mut src = Source::from_text(Path::new("conf"), "model.yaml", text);
+        src.check_models = false;
+        let raw = src.parse().map_err(|e| vec![e])?;
+        validate(raw, &src)
+    }
+
+    const MINIMAL: &str =
+        "runtime: {library: lib/libonnxruntime.so}\nmodels_dir: ../models/intent\nactive: v1\n";
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = check(MINIMAL).unwrap();
+        assert_eq!(c.batch.max_batch, 40);
+        assert_eq!(c.batch.max_wait, Duration::from_millis(30));
+        assert_eq!(c.runtime.provider, Provider::Cpu);
+        assert_eq!(c.version_dir("v1"), Path::new("conf/../models/intent/v1"));
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_their_key() {
+        let text = format!(
+            "{MINIMAL}gray_percent: 10\nthreshold: 1.5\nbatch: {{max_batch: 0}}\nruntime2: 1\n"
+        );
+        assert!(check(&text).is_err(), "unknown key");
+        let text = format!("{MINIMAL}gray_percent: 10\nthreshold: 1.5\nbatch: {{max_batch: 0}}\n");
+        let errors = check(&text).unwrap_err();
+        let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 3, "{all:?}");
+        assert!(all.iter().any(|e| e.contains("needs a candidate")));
+        let bad = check(&MINIMAL.replace("active: v1", "active: ../x")).unwrap_err();
+        assert!(bad[0].to_string().contains("not a version name"));
+        let cuda = check(&MINIMAL.replace("}", ", provider: cuda}")).unwrap();
+        assert_eq!(cuda.runtime.provider, Provider::Cuda);
+    }
+}

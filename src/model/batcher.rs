@@ -1,0 +1,279 @@
+//! The dynamic batcher: a bounded queue in front of dedicated inference threads (never the
+//! proxy's async workers), each owning one [`Backend`].
+//!
+//! An inference thread takes the first waiting request and everything queued behind it. If
+//! that is a single request, the model was idle and it goes at once: no idle wait at low
+//! load. If more were waiting (load), the batch keeps filling until `max_batch` or until its
+//! first request has waited `max_wait`, which is where batching pays. Requests whose
+//! deadline has passed, or whose caller stopped waiting, are dropped before inference.
+//! Padding is to the longest sequence of the batch.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use prometheus::Histogram;
+use tokio::sync::oneshot;
+
+use super::ModelError;
+use super::backend::{Backend, PaddedBatch};
+use super::version::TextEncoder;
+use crate::config::BatchConfig;
+use crate::intent::Intent;
+
+/// The model's answer for one message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    pub intent: Intent,
+    pub prob: f32,
+    /// How many requests shared its batch.
+    pub batch_size: usize,
+}
+
+struct Job {
+    text: String,
+    enqueued: Instant,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Prediction, ModelError>>,
+}
+
+/// What the batcher reports (prometheus handles; unregistered ones in tests).
+#[derive(Clone)]
+pub struct BatchMetrics {
+    pub batch_size: Histogram,
+    pub inference_seconds: Histogram,
+    pub queue_seconds: Histogram,
+}
+
+impl BatchMetrics {
+    pub fn unregistered() -> BatchMetrics {
+        let h = |name: &str| {
+            Histogram::with_opts(prometheus::HistogramOpts::new(name, name))
+                .unwrap_or_else(|_| unreachable!("static histogram options are valid"))
+        };
+        BatchMetrics {
+            batch_size: h("batch_size"),
+            inference_seconds: h("inference_seconds"),
+            queue_seconds: h("queue_seconds"),
+        }
+    }
+}
+
+pub struct Batcher {
+    queue: Option<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// A pending answer.
+pub struct Pending {
+    rx: oneshot::Receiver<Result<Prediction, ModelError>>,
+    deadline: Instant,
+}
+
+impl Pending {
+    /// Wait for it on an async task, at most until the deadline.
+    pub async fn wait(self) -> Result<Prediction, ModelError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, self.rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ModelError::Closed),
+            Err(_) => Err(ModelError::DeadlinePassed),
+        }
+    }
+
+    /// Wait for it on a plain thread (the CLI).
+    pub fn wait_blocking(self) -> Result<Prediction, ModelError> {
+        self.rx.blocking_recv().unwrap_or(Err(ModelError::Closed))
+    }
+}
+
+impl Batcher {
+    pub fn start(
+        name: &str,
+        cfg: BatchConfig,
+        encoder: Arc<TextEncoder>,
+        labels: Arc<[Intent]>,
+        backends: Vec<Box<dyn Backend>>,
+        metrics: BatchMetrics,
+    ) -> Result<Batcher, ModelError> {
+        let (tx, rx) = crossbeam_channel::bounded(cfg.queue);
+        let mut workers = Vec::new();
+        for (i, backend) in backends.into_iter().enumerate() {
+            let worker = Worker {
+                rx: rx.clone(),
+                cfg,
+                encoder: Arc::clone(&encoder),
+                labels: Arc::clone(&labels),
+                backend,
+                metrics: metrics.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("kefu-model-{name}-{i}"))
+                .spawn(move || worker.run())
+                .map_err(|e| ModelError::Load(format!("inference thread: {e}")))?;
+            workers.push(handle);
+        }
+        Ok(Batcher {
+            queue: Some(tx),
+            workers,
+        })
+    }
+
+    /// Queue a message; refused at once when the queue is full.
+    pub fn submit(&self, text: &str, deadline: Duration) -> Result<Pending, ModelError> {
+        let (reply, rx) = oneshot::channel();
+        let now = Instant::now();
+        let job = Job {
+            text: text.to_owned(),
+            enqueued: now,
+            deadline: now + deadline,
+            reply,
+        };
+        let queue = self.queue.as_ref().ok_or(ModelError::Closed)?;
+        match queue.try_send(job) {
+            Ok(()) => Ok(Pending {
+                rx,
+                deadline: now + deadline,
+            }),
+            Err(TrySendError::Full(_)) => Err(ModelError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(ModelError::Closed),
+        }
+    }
+
+    /// Requests waiting for an inference thread.
+    pub fn queued(&self) -> usize {
+        self.queue.as_ref().map_or(0, Sender::len)
+    }
+}
+
+impl Drop for Batcher {
+    /// Close the queue: the inference threads answer what is queued, then exit. They are
+    /// not joined here (this may run on an async worker); they end on their own.
+    fn drop(&mut self) {
+        self.queue = None;
+        self.workers.clear();
+    }
+}
+
+struct Worker {
+    rx: Receiver<Job>,
+    cfg: BatchConfig,
+    encoder: Arc<TextEncoder>,
+    labels: Arc<[Intent]>,
+    backend: Box<dyn Backend>,
+    metrics: BatchMetrics,
+}
+
+impl Worker {
+    fn run(mut self) {
+        while let Ok(first) = self.rx.recv() {
+            let jobs = self.collect(first);
+            self.serve(jobs);
+        }
+    }
+
+    fn collect(&self, first: Job) -> Vec<Job> {
+        let close_at = first.enqueued + self.cfg.max_wait;
+        let mut jobs = vec![first];
+        while jobs.len() < self.cfg.max_batch {
+            match self.rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // Under load only: fill the batch until it is full or its first request is due.
+        if jobs.len() > 1 {
+            while jobs.len() < self.cfg.max_batch {
+                let left = close_at.saturating_duration_since(Instant::now());
+                match self.rx.recv_timeout(left) {
+                    Ok(job) => jobs.push(job),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+        jobs
+    }
+
+    fn serve(&mut self, jobs: Vec<Job>) {
+        let now = Instant::now();
+        let mut live = Vec::with_capacity(jobs.len());
+        let mut sequences = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            self.metrics
+                .queue_seconds
+                .observe(now.duration_since(job.enqueued).as_secs_f64());
+            if job.reply.is_closed() {
+                continue; // the caller gave up
+            }
+            if now >= job.deadline {
+                let _ = job.reply.send(Err(ModelError::DeadlinePassed));
+                continue;
+            }
+            match self.encoder.encode(&job.text) {
+                Ok(ids) => {
+                    sequences.push(ids);
+                    live.push(job);
+                }
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+        if live.is_empty() {
+            return;
+        }
+        let batch = PaddedBatch::new(&sequences);
+        let started = Instant::now();
+        let result = self.backend.run(&batch);
+        self.metrics
+            .inference_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.batch_size.observe(live.len() as f64);
+        let n_labels = self.labels.len();
+        match result {
+            Ok(logits) if logits.len() == live.len() * n_labels => {
+                for (job, row) in live.into_iter().zip(logits.chunks_exact(n_labels)) {
+                    let (best, prob) = softmax_top(row);
+                    let _ = job.reply.send(Ok(Prediction {
+                        intent: self.labels[best],
+                        prob,
+                        batch_size: batch.batch,
+                    }));
+                }
+            }
+            Ok(logits) => {
+                let e = ModelError::Inference(format!(
+                    "{} logits for {} requests of {n_labels} labels",
+                    logits.len(),
+                    live.len()
+                ));
+                for job in live {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+            Err(e) => {
+                for job in live {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Index and probability of the largest logit.
+pub fn softmax_top(row: &[f32]) -> (usize, f32) {
+    let (best, max) =
+        row.iter()
+            .copied()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |acc, (i, v)| if v > acc.1 { (i, v) } else { acc },
+            );
+    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+    (best, 1.0 / sum)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! The model stage on the shipped model: batched and single inference agree, the chat
+//! answers from the model, overload and deadlines end in the fallback, and versions swap
+//! under load without a failed request.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kefu_edge::config::Config;
+use kefu_edge::model::{BatchMetrics, ModelStage};
+use kefu_edge::pipeline::{Pipeline, Stage};
+
+const SHIPPED_VERSION: &str = "v1";
+
+/// Messages the fast path hands on (checked below), of several lengths.
+const HANDED_ON: &[&str] = &[
+    "这个耳机能连电脑用吗",
+    "你们家有没有实体店啊",
+    "请问这款和上一代有什么区别",
+    "充电器是原装的吗",
+    "你们是正品吗 有没有授权书",
+    "商品页面写的材质是纯棉，但是摸起来不像，能确认一下吗",
+    "会员积分怎么兑换",
+    "开箱发现说明书是英文的，有中文版吗",
+];
+
+/// The shipped configuration (the copy is kept while the config is used).
+fn shipped_config() -> (Conf, Config) {
+    let conf = Conf::new();
+    let config = Config::load(conf.path()).unwrap_or_else(|e| panic!("{e}"));
+    (conf, config)
+}
+
+#[test]
+fn batched_and_single_inference_give_the_same_classes() {
+    let (_conf, cfg) = shipped_config();
+    let pipeline = Pipeline::new(&cfg, None).unwrap();
+    for t in HANDED_ON {
+        assert_eq!(
+            pipeline.decide(t).stage,
+            Stage::Model,
+            "the fast path answers {t}"
+        );
+    }
+    let stage = ModelStage::start(&cfg.model, BatchMetrics::unregistered()).expect("model loads");
+    let single: Vec<_> = HANDED_ON
+        .iter()
+        .map(|t| stage.classify_blocking(t).expect("single"))
+        .collect();
+    assert!(single.iter().all(|p| p.batch_size == 1));
+    // All at once from many threads: they queue behind each other and share batches.
+    let stage = Arc::new(stage);
+    let rounds = 6;
+    let handles: Vec<_> = (0..rounds * HANDED_ON.len())
+        .map(|i| {
+            let stage = Arc::clone(&stage);
+            thread::spawn(move || {
+                stage
+                    .classify_blocking(HANDED_ON[i % HANDED_ON.len()])
+                    .expect("batched")
+            })
+        })
+        .collect();
+    let batched: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        batched.iter().any(|p| p.batch_size > 1),
+        "concurrent requests were never batched"
+    );
+    for (i, b) in batched.iter().enumerate() {
+        let s = &single[i % HANDED_ON.len()];
+        assert_eq!(b.intent, s.intent, "{}", HANDED_ON[i % HANDED_ON.len()]);
+        assert!(
+            (b.prob - s.prob).abs() < 0.02,
+            "padding moved the probability: {} vs {}",
+            b.prob,
+            s.prob
+        );
+    }
+}
+
+#[test]
+fn handed_on_messages_are_answered_by_the_model_or_the_fallback() {
+    let conf = Conf::new();
+    let server = Server::start(&conf);
+    let mut sources = std::collections::BTreeMap::new();
+    for text in HANDED_ON {
+        let r = server.chat("u-model", text);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let j = r.json();
+        let source = j["source"].as_str().unwrap().to_owned();
+        assert!(source == "model" || source == "fallback", "{text}: {j}");
+        if source == "fallback" {
+            assert_eq!(j["reply"], "亲,转人工客服哦~");
+        }
+        *sources.entry(source).or_insert(0) += 1;
+    }
+    let h = server.health();
+    assert_eq!(h["model"]["active"]["version"], SHIPPED_VERSION, "{h}");
+    let text = get(server.admin, "/metrics").unwrap().text();
+    let through_model: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("kefu_model_requests_total{")
+                && l.contains(&format!("version=\"{SHIPPED_VERSION}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        through_model as usize,
+        HANDED_ON.len(),
+        "every handed-on message reached the model: {sources:?}\n{text}"
+    );
+}
+
+#[test]
+fn a_model_past_its_deadline_answers_with_the_fallback() {
+    let conf = Conf::new();
+    conf.patch("model.yaml", "deadline: 200ms", "deadline: 1ns");
+    let server = Server::start(&conf);
+    for text in HANDED_ON {
+        let r = server.chat("u-slow", text);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["source"], "fallback");
+    }
+    server.assert_metrics(&[&format!(
+        "kefu_model_requests_total{{outcome=\"deadline\",version=\"\"}} {}",
+        HANDED_ON.len()
+    )]);
+}
+
+/// A copy of the shipped version under another name, in a models directory of the test.
+fn copy_version(models: &Path, name: &str) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models/intent")
+        .join(SHIPPED_VERSION);
+    let to = models.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for f in [
+        "model.onnx",
+        "tokenizer.json",
+        "labels.txt",
+        "manifest.json",
+    ] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(to.join("manifest.json")).unwrap();
+    let renamed = manifest.replacen(
+        &format!("\"version\": \"{SHIPPED_VERSION}\""),
+        &format!("\"version\": \"{name}\""),
+        1,
+    );
+    assert!(
+        name == SHIPPED_VERSION || manifest != renamed,
+        "manifest has a version field"
+    );
+    std::fs::write(to.join("manifest.json"), renamed).unwrap();
+    to
+}
+
+fn wait_model(server: &Server, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = server.health();
+        if done(&h["model"]) {
+            return h["model"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "model state not reached: {h}\n{}",
+            server.log_text()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn versions_swap_under_load_without_a_failed_request_and_a_broken_one_is_refused() {
+    let conf = Conf::new();
+    let models = conf.path().join("models");
+    copy_version(&models, "v1");
+    copy_version(&models, "v2");
+    let broken = copy_version(&models, "v3");
+    std::fs::write(broken.join("model.onnx"), b"not a model").unwrap();
+    let text = conf.read("model.yaml");
+    let models_line = text
+        .lines()
+        .find(|l| l.starts_with("models_dir:"))
+        .unwrap()
+        .to_owned();
+    conf.patch(
+        "model.yaml",
+        &models_line,
+        &format!("models_dir: {}", models.display()),
+    );
+    let server = Arc::new(Server::start(&conf));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (server, stop, ok, failed) = (
+                Arc::clone(&server),
+                Arc::clone(&stop),
+                Arc::clone(&ok),
+                Arc::clone(&failed),
+            );
+            thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = server.chat(&format!("user-{c}-{i}"), HANDED_ON[i % HANDED_ON.len()]);
+                    let good = r.status == 200
+                        && r.json()["reply"].as_str().is_some_and(|s| !s.is_empty());
+                    if good {
+                        ok.fetch_add(1, Ordering::Relaxed)
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    };
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+
+    // A candidate for half the users, then promoted.
+    conf.patch("model.yaml", "candidate: null", "candidate: v2");
+    conf.patch("model.yaml", "gray_percent: 0 ", "gray_percent: 50 ");
+    server.signal("HUP");
+    let m = wait_model(&server, |m| m["candidate"]["version"] == "v2");
+    assert!(m["candidate"]["load_ms"].as_u64().is_some(), "{m}");
+    thread::sleep(Duration::from_millis(300));
+    conf.patch("model.yaml", "active: v1", "active: v2");
+    conf.patch("model.yaml", "candidate: v2", "candidate: null");
+    conf.patch("model.yaml", "gray_percent: 50 ", "gray_percent: 0 ");
+    server.signal("HUP");
+    wait_model(&server, |m| {
+        m["active"]["version"] == "v2" && m["candidate"].is_null()
+    });
+    thread::sleep(Duration::from_millis(300));
+
+    // A broken version is refused; v2 keeps serving.
+    conf.patch("model.yaml", "active: v2", "active: v3");
+    server.signal("HUP");
+    let m = wait_model(&server, |m| m["last_load"]["ok"] == false);
+    assert_eq!(m["active"]["version"], "v2", "{m}");
+    assert!(
+        m["last_load"]["error"].as_str().unwrap().contains("sha256"),
+        "{m}"
+    );
+    thread::sleep(Duration::from_millis(200));
+
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert_eq!(failed, 0, "{failed} failed requests of {}", ok + failed);
+    assert!(ok > 20, "the clients made too few requests: {ok}");
+    let metrics = get(server.admin, "/metrics").unwrap().text();
+    for v in ["v1", "v2"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("kefu_model_requests_total{")
+                    && l.contains(&format!("version=\"{v}\""))),
+            "no request answered by {v}:\n{metrics}"
+        );
+    }
+}
