@@ -8,7 +8,8 @@
 #     batching: max_batch 40, max_wait 30 ms, one inference thread);
 #   * the messages of models/eval/second_eval.tsv (authored, never trained on) that the fast
 #     path hands on, found with `kefu-edge classify` on that configuration.
-# Environment: DURATION, ROUNDS, CONNS, WARMUP as for rule_path.sh; LOADS="50 90".
+# Environment: DURATION, ROUNDS, CONNS, WARMUP as for rule_path.sh; LOADS="50 90";
+# MAX_KEFU=<req/s> skips the max-rate run.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -16,7 +17,7 @@ KEFU_BIN=${KEFU_BIN:-$ROOT/target/release/kefu-edge}
 LOADS=${LOADS:-"50 90"}
 [[ -x $KEFU_BIN ]] || { echo "model_path.sh: build first: cargo build --release" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/kefu-model-bench.XXXXXX)
-cp -r bench/conf "$WORK/conf"
+cp -rL bench/conf "$WORK/conf" # some of its files are links into conf/
 python3 - "$WORK/conf" "$ROOT" <<'PY'
 import sys, pathlib
 conf, root = pathlib.Path(sys.argv[1]), sys.argv[2]
@@ -35,10 +36,10 @@ grep -v '^#' models/eval/second_eval.tsv | cut -f1 >"$WORK/all.txt"
 "$KEFU_BIN" classify -c "$WORK/conf" <"$WORK/all.txt" 2>/dev/null | paste "$WORK/all.txt" - |
     awk -F'\t' '$4 == "model" { print $1 }' >"$WORK/model_path.txt"
 echo "model-path messages: $(wc -l <"$WORK/model_path.txt") of $(wc -l <"$WORK/all.txt") in models/eval/second_eval.tsv"
-max=
+max=${MAX_KEFU:-}
 for load in $LOADS; do
     out="$WORK/load$load.txt"
-    SERVERS=kefu KEFU_CONF="$WORK/conf" SAMPLES="$WORK/model_path.txt" LOAD="$load" \
+    env SERVERS=kefu KEFU_CONF="$WORK/conf" SAMPLES="$WORK/model_path.txt" LOAD="$load" \
         ${max:+MAX_KEFU=$max} bench/rule_path.sh | tee "$out"
     # The max measured by the first run is reused by the next.
     [[ -n $max ]] || max=$(awk '$1 == "kefu" && $2 ~ /^[0-9.]+$/ { print $2; exit }' "$out")

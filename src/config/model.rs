@@ -101,6 +101,9 @@ pub struct BatchConfig {
     pub queue: usize,
     /// Sequences are truncated to this many tokens ([CLS] and [SEP] included).
     pub max_tokens: usize,
+    /// A closed batch is run as groups of similar length, each padded to at most this
+    /// many times its real tokens (1: equal lengths only; a large value: one inference).
+    pub max_padding: f64,
 }
 
 impl Default for BatchConfig {
@@ -110,6 +113,7 @@ impl Default for BatchConfig {
             max_wait: Duration::from_millis(30),
             queue: 1024,
             max_tokens: 128,
+            max_padding: 1.25,
         }
     }
 }
@@ -186,6 +190,9 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
     let b = raw.batch;
     if b.max_batch == 0 || b.queue == 0 {
         errors.push(src.error_at("batch", "batch: max_batch and queue must be at least 1"));
+    }
+    if !(b.max_padding >= 1.0) {
+        errors.push(src.error_at("max_padding", "batch.max_padding must be at least 1"));
     }
     if !(3..=512).contains(&b.max_tokens) {
         errors.push(src.error_at("max_tokens", "batch.max_tokens must be within 3..=512"));

@@ -104,6 +104,7 @@ fn cfg(max_batch: usize, max_wait_ms: u64, queue: usize) -> BatchConfig {
         max_wait: Duration::from_millis(max_wait_ms),
         queue,
         max_tokens: 128,
+        max_padding: 100.0,
     }
 }
 
@@ -196,4 +197,39 @@ fn softmax_top_is_the_largest_probability() {
     assert_eq!(i, 1);
     let want = 2f32.exp() / (1.0 + 2f32.exp() + 1f32.exp());
     assert!((p - want).abs() < 1e-6);
+}
+
+#[test]
+fn length_groups_bound_the_padding() {
+    let seqs: Vec<Vec<u32>> = [3, 3, 4, 4, 9, 10, 30]
+        .iter()
+        .map(|n| vec![1; *n])
+        .collect();
+    let order: Vec<usize> = (0..seqs.len()).collect();
+    assert_eq!(length_groups(&order, &seqs, 100.0), vec![order.clone()]);
+    assert_eq!(
+        length_groups(&order, &seqs, 1.25),
+        vec![vec![0, 1, 2, 3], vec![4, 5], vec![6]]
+    );
+    assert_eq!(length_groups(&order, &seqs, 1.0).len(), 5);
+}
+
+#[test]
+fn a_mixed_batch_runs_as_groups_of_similar_length_with_the_same_answers() {
+    let mut c = cfg(8, 50, 64);
+    c.max_padding = 1.25;
+    let h = Harness::new(c, false);
+    let first = h.submit("a");
+    h.started.recv().unwrap();
+    let texts = ["a b c d e a b c d e", "a", "a b c d e a b c d e", "a"];
+    let rest: Vec<Pending> = texts.iter().map(|t| h.submit(t)).collect();
+    h.open();
+    first.wait_blocking().unwrap();
+    for (t, p) in texts.iter().zip(rest) {
+        let p = p.wait_blocking().unwrap();
+        let tokens = t.split(' ').count();
+        assert_eq!(p.intent, Intent::ALL[tokens % 4], "{t}");
+        assert_eq!(p.batch_size, 2, "grouped with its own length");
+    }
+    assert_eq!(h.seen(), vec![1, 2, 2]);
 }
