@@ -16,6 +16,10 @@ out=$(curl -s "$url/v1/chat" -H 'Content-Type: application/json' -d '{"user_id":
 expect "rule hit" "$out" '"intent":"refund_apply"'
 expect "rule hit source" "$out" '"source":"rule"'
 
+out=$(curl -s "$url/v1/chat" -d '{"user_id":"u1","text":"我朋友今天买比我便宜20 给我补一下呗"}')
+expect "model answer" "$out" '"intent":"price_protect"'
+expect "model answer source" "$out" '"source":"model"'
+
 out=$(curl -s "$url/v1/chat" -d '{"user_id":"u1","text":"你们老板喜欢吃什么水果"}')
 expect "fallback" "$out" '"reply":"亲,转人工客服哦~"'
 expect "fallback source" "$out" '"source":"fallback"'
@@ -41,4 +45,6 @@ expect "reload counted" "$after" '"reloads_ok":'
 
 out=$(curl -s "$admin/metrics")
 expect "metrics" "$out" 'kefu_http_requests_total{route="chat",status="200"}'
+expect "model metrics" "$out" 'kefu_model_requests_total{outcome="answered",version="v1"}'
+expect "healthz model" "$after" '"active":{"version":"v1"'
 echo "smoke: all checks passed"
