@@ -273,3 +273,30 @@ fn versions_swap_under_load_without_a_failed_request_and_a_broken_one_is_refused
         );
     }
 }
+
+#[test]
+fn shadow_scoring_compares_fast_path_answers_with_the_model() {
+    let conf = Conf::new();
+    conf.patch("model.yaml", "sample: 0.0 ", "sample: 1.0 ");
+    let server = Server::start(&conf);
+    let texts = ["亲，我要退款", "优惠券怎么用不了", "什么时候发货"];
+    for t in texts {
+        let r = server.chat("u-shadow", t).json();
+        assert_eq!(r["source"], "rule", "{t}: {r}");
+    }
+    // Scored off the request path: wait for the counts to arrive.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = get(server.admin, "/metrics").unwrap().text();
+        let scored: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("kefu_model_shadow_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if scored as usize == texts.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "shadow scores: {scored}\n{text}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -191,7 +191,7 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
     if b.max_batch == 0 || b.queue == 0 {
         errors.push(src.error_at("batch", "batch: max_batch and queue must be at least 1"));
     }
-    if !(b.max_padding >= 1.0) {
+    if b.max_padding.is_nan() || b.max_padding < 1.0 {
         errors.push(src.error_at("max_padding", "batch.max_padding must be at least 1"));
     }
     if !(3..=512).contains(&b.max_tokens) {
