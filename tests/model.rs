@@ -300,3 +300,133 @@ fn shadow_scoring_compares_fast_path_answers_with_the_model() {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A stand-in for the shop's bot: answers every POST with a reply naming the intent header
+/// it got, on kept-alive connections; counts the requests.
+fn start_bot(reply_extra: &'static str) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&asked);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let count = Arc::clone(&count);
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let (mut len, mut intent) = (0usize, String::new());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        let lower = h.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        if let Some(v) = lower.strip_prefix("x-kefu-intent:") {
+                            intent = v.trim().to_owned();
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let asked: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    assert_eq!(
+                        asked["intent"].as_str().unwrap(),
+                        intent,
+                        "header and body agree"
+                    );
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let reply =
+                        serde_json::json!({"reply": format!("机器人答复({intent}){reply_extra}")})
+                            .to_string();
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                    if stream.write_all(response.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, asked)
+}
+
+#[test]
+fn what_the_model_cannot_answer_goes_to_the_answer_upstream_and_its_reply_is_filtered() {
+    let (bot, asked) = start_bot("，加微信详聊");
+    let conf = Conf::new();
+    conf.write(
+        "upstreams.yaml",
+        &format!(
+            "pools:\n  bot:\n    servers: [\"{bot}\"]\nroutes:\n  - {{prefix: /, pool: bot}}\n"
+        ),
+    );
+    // Nothing is sure enough for a template: everything handed on is asked of the bot.
+    conf.patch("model.yaml", "threshold: 0.9 ", "threshold: 1.0 ");
+    conf.patch(
+        "model.yaml",
+        "answer_upstream: null",
+        "answer_upstream: {pool: bot, path: /v1/answer, timeout: 2s}",
+    );
+    let server = Server::start(&conf);
+    for text in HANDED_ON {
+        let v = server.chat("u-bot", text).json();
+        assert_eq!(v["source"], "upstream", "{text}: {v}");
+        let reply = v["reply"].as_str().unwrap();
+        assert!(
+            reply.starts_with(&format!("机器人答复({})", v["intent"].as_str().unwrap())),
+            "{v}"
+        );
+        assert!(
+            !reply.contains("微信"),
+            "the reply filter masks upstream replies too: {reply}"
+        );
+    }
+    assert_eq!(asked.load(Ordering::Relaxed), HANDED_ON.len());
+    // A fast-path answer never reaches the bot.
+    assert_eq!(
+        server.chat("u-bot", "亲，我要退款").json()["source"],
+        "rule"
+    );
+    assert_eq!(asked.load(Ordering::Relaxed), HANDED_ON.len());
+}
+
+#[test]
+fn an_answer_upstream_that_is_down_leaves_the_fallback() {
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let conf = Conf::new();
+    conf.write(
+        "upstreams.yaml",
+        &format!("pools:\n  bot:\n    servers: [\"{dead}\"]\n    connect_timeout: 200ms\nroutes:\n  - {{prefix: /, pool: bot}}\n"),
+    );
+    conf.patch("model.yaml", "threshold: 0.9 ", "threshold: 1.0 ");
+    conf.patch(
+        "model.yaml",
+        "answer_upstream: null",
+        "answer_upstream: {pool: bot, path: /v1/answer, timeout: 500ms}",
+    );
+    let server = Server::start(&conf);
+    for text in &HANDED_ON[..3] {
+        let r = server.chat("u-nobot", text);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["source"], "fallback", "{text}: {v}");
+        assert_eq!(v["reply"], "亲,转人工客服哦~");
+    }
+    server.assert_metrics(&["kefu_upstream_failures_total{pool=\"bot\"} 3"]);
+}

@@ -25,7 +25,8 @@ pub use edge::{EdgeConfig, IpDefault, RealIpConfig, RealIpHeader, UserAgentConfi
 pub use intents::{IntentRules, IntentsConfig};
 pub use limits::{BucketConfig, LimitsConfig};
 pub use model::{
-    BatchConfig, ModelConfig, ModelGate, ORT_DYLIB_ENV, Provider, RuntimeConfig, ShadowConfig,
+    AnswerUpstream, BatchConfig, ModelConfig, ModelGate, ORT_DYLIB_ENV, Provider, RuntimeConfig,
+    ShadowConfig,
 };
 pub use post::{CampaignConfig, PostConfig};
 pub use router::{QualityGate, RouterConfig};
@@ -136,6 +137,20 @@ impl Config {
             check_router,
         );
         let model = load_file(dir, "model.yaml", &mut errors, model::validate, check_model);
+        // Across files: the answer upstream names a pool of upstreams.yaml.
+        if let (Some(m), Some(u)) = (&model, &upstreams)
+            && let Some(up) = &m.answer_upstream
+            && !u.pools.contains_key(&up.pool)
+        {
+            errors.push(ConfigError {
+                file: dir.join("model.yaml"),
+                line: None,
+                reason: format!(
+                    "answer_upstream.pool: `{}` is not a pool of upstreams.yaml",
+                    up.pool
+                ),
+            });
+        }
         match (
             server, edge, limits, intents, post, upstreams, router, model,
         ) {
@@ -229,6 +244,31 @@ mod tests {
             vec!["127.0.0.1:9901".to_string()]
         );
         assert_eq!(config.intents.fallback_reply, "亲,转人工客服哦~");
+    }
+
+    #[test]
+    fn the_answer_upstream_must_name_a_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(shipped()).unwrap() {
+            let entry = entry.unwrap();
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+            }
+        }
+        let model = dir.path().join("model.yaml");
+        let text = std::fs::read_to_string(&model).unwrap();
+        let text = text.replace(
+            "answer_upstream: null",
+            "answer_upstream: {pool: nobody, path: /v1/answer}",
+        );
+        std::fs::write(&model, text).unwrap();
+        let errors = Config::load_for_training(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains("answer_upstream.pool: `nobody` is not a pool of upstreams.yaml"),
+            "{errors}"
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct RawModel {
     quality_gate: ModelGate,
     #[serde(default)]
     shadow: ShadowConfig,
+    #[serde(default)]
+    answer_upstream: Option<AnswerUpstream>,
 }
 
 fn yes() -> bool {
@@ -140,6 +142,22 @@ pub struct ShadowConfig {
     pub sample: f64,
 }
 
+/// The shop's own bot, asked what the model stage cannot answer from templates.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerUpstream {
+    /// A pool of upstreams.yaml.
+    pub pool: String,
+    /// `POST` here with `{"user_id","text","intent","confidence"}`; answers `{"reply"}`.
+    pub path: String,
+    #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_upstream_timeout() -> Duration {
+    Duration::from_millis(800)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     pub enabled: bool,
@@ -156,6 +174,7 @@ pub struct ModelConfig {
     pub threshold: f32,
     pub quality_gate: ModelGate,
     pub shadow: ShadowConfig,
+    pub answer_upstream: Option<AnswerUpstream>,
 }
 
 impl ModelConfig {
@@ -212,6 +231,14 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
     if !(0.0..=1.0).contains(&raw.shadow.sample) {
         errors.push(src.error_at("sample", "shadow.sample must be within 0..=1"));
     }
+    if let Some(up) = &raw.answer_upstream {
+        if !up.path.starts_with('/') {
+            errors.push(src.error_at("path", "answer_upstream.path must start with /"));
+        }
+        if up.timeout.is_zero() {
+            errors.push(src.error_at("timeout", "answer_upstream.timeout must be more than 0"));
+        }
+    }
     if raw.gray_percent > 100 {
         errors.push(src.error_at("gray_percent", "gray_percent must be within 0..=100"));
     }
@@ -264,6 +291,7 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
         threshold: raw.threshold,
         quality_gate: raw.quality_gate,
         shadow: raw.shadow,
+        answer_upstream: raw.answer_upstream,
     })
 }
 

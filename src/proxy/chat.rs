@@ -9,11 +9,13 @@ use http::Method;
 use pingora::Result;
 use pingora::proxy::Session;
 
+use super::answer;
 use super::{KefuProxy, RequestCtx, respond};
-use crate::api::{self, ApiError, Limits};
+use crate::api::{self, ApiError, ChatRequest, Limits, TraceId};
+use crate::config::AnswerUpstream;
 use crate::intent::Intent;
-use crate::model::ModelError;
-use crate::pipeline::{Source, Stage};
+use crate::model::{ModelError, Prediction};
+use crate::pipeline::{Answer, ModelVerdict, Source, Stage};
 use crate::state::Snapshot;
 
 /// A shopper's client sends a 16 KiB body in well under this; a slower one is holding a
@@ -90,6 +92,7 @@ impl KefuProxy {
             self.metrics.limited(limited.kind.as_str());
             return self.refuse(session, ctx, &ApiError::from(limited)).await;
         }
+        let trace_id = self.trace_ids.next();
         let decision = snap.pipeline.decide(&request.text);
         let answer = match decision.stage {
             Stage::Rule => {
@@ -112,7 +115,17 @@ impl KefuProxy {
                         );
                         self.metrics
                             .model_outcome(verdict.as_str(), &served.version);
-                        answer
+                        let unanswered = matches!(
+                            verdict,
+                            ModelVerdict::BelowThreshold | ModelVerdict::NoTemplate
+                        );
+                        match &snap.config.model.answer_upstream {
+                            Some(up) if unanswered => self
+                                .ask_bot(snap, up, &request, &prediction, &trace_id)
+                                .await
+                                .unwrap_or(answer),
+                            _ => answer,
+                        }
                     }
                     Err(e) => {
                         self.metrics.model_outcome(e.as_str(), "");
@@ -130,13 +143,50 @@ impl KefuProxy {
         if answer.reply.masked() {
             self.metrics.replies_masked.inc();
         }
-        let trace_id = self.trace_ids.next();
         respond::json(session, 200, api::answer_json(&answer, &trace_id), None).await?;
         Ok(true)
     }
 }
 
 impl KefuProxy {
+    /// Ask the shop's bot what the model stage could not answer from templates; `None`
+    /// (counted, logged at a bounded rate) leaves the fallback.
+    async fn ask_bot<'s>(
+        &self,
+        snap: &'s Snapshot,
+        up: &AnswerUpstream,
+        request: &ChatRequest<'_>,
+        prediction: &Prediction,
+        trace_id: &TraceId,
+    ) -> Option<Answer<'s>> {
+        let question = answer::Question {
+            user_id: &request.user_id,
+            text: &request.text,
+            intent: prediction.intent,
+            confidence: prediction.prob,
+            trace_id: trace_id.as_str(),
+        };
+        let result = match snap.upstreams.pool(&up.pool) {
+            Some(pool) => answer::ask(&self.connector, pool, &up.path, up.timeout, &question).await,
+            None => Err(format!("no pool `{}`", up.pool)),
+        };
+        match result {
+            Ok(reply) => Some(Answer {
+                intent: prediction.intent,
+                confidence: prediction.prob,
+                source: Source::Upstream,
+                reply: snap.pipeline.finish(reply),
+            }),
+            Err(e) => {
+                self.metrics.upstream_failure(&up.pool);
+                if self.log_throttle.allow() {
+                    log::warn!("answer upstream {}: {e}; answered by the fallback", up.pool);
+                }
+                None
+            }
+        }
+    }
+
     /// Score a fast-path answer with the model too, off the request path.
     fn shadow_score(&self, user_id: &str, text: &str, fast: Intent) {
         let model = std::sync::Arc::clone(&self.model);

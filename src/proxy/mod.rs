@@ -3,6 +3,7 @@
 //! answer; for every other path, an upstream pool. What is HTTP (statuses, headers, bodies)
 //! lives here and in `respond`; what is a decision lives in the stages.
 
+mod answer;
 mod chat;
 mod respond;
 pub mod upstream;
@@ -30,6 +31,8 @@ pub struct KefuProxy {
     metrics: Arc<Metrics>,
     model: Arc<ModelStage>,
     shadow: chat::ShadowSampler,
+    /// Connections to the answer upstream (pooled, reused).
+    connector: pingora::connectors::http::Connector,
     trace_ids: TraceIds,
     log_throttle: LogThrottle,
 }
@@ -56,6 +59,7 @@ impl KefuProxy {
             metrics,
             model,
             shadow: chat::ShadowSampler::default(),
+            connector: pingora::connectors::http::Connector::new(None),
             trace_ids: TraceIds::default(),
             log_throttle: LogThrottle::new(),
         }

@@ -113,6 +113,11 @@ impl Upstreams {
             .map(|(_, pool)| pool)
     }
 
+    /// The pool of that name.
+    pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.pools.get(name)
+    }
+
     pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
         self.pools.values()
     }
