@@ -80,48 +80,43 @@ fn main() -> ExitCode {
             };
             train_router(&cli.conf, &opts)
         }
-        Some(Command::AuditKeywords { data }) => {
-            let opts = TrainOptions {
-                jddc_dir: data.jddc_dir(),
-                jddc_adjudication: data.jddc_adjudication,
-                corpus_dir: data.corpus,
-                out_dir: PathBuf::new(),
-                eval_dir: PathBuf::new(),
-                params: TrainParams::default(),
-                precision_targets: BTreeMap::new(),
-            };
-            audit(&cli.conf, &opts)
-        }
-        Some(Command::ExportSplits { data, out }) => {
-            let opts = TrainOptions {
-                jddc_dir: data.jddc_dir(),
-                jddc_adjudication: data.jddc_adjudication,
-                corpus_dir: data.corpus,
-                out_dir: PathBuf::new(),
-                eval_dir: PathBuf::new(),
-                params: TrainParams::default(),
-                precision_targets: BTreeMap::new(),
-            };
-            let result = Config::load_for_model_training(&cli.conf)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .and_then(|config| export_splits(&config, &opts, &out));
-            match result {
-                Ok(n) => {
-                    println!(
-                        "wrote {} training and {} validation lines to {}",
-                        n.train,
-                        n.validation,
-                        out.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("kefu-edge: export-splits: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Some(Command::AuditKeywords { data }) => audit(&cli.conf, &data_only(data)),
+        Some(Command::ExportSplits { data, out }) => export(&cli.conf, &data_only(data), &out),
         None => serve(cli, hangup),
+    }
+}
+
+/// Options that only say where the labelled messages are (no training).
+fn data_only(data: kefu_edge::cli::CorpusFlags) -> TrainOptions {
+    TrainOptions {
+        jddc_dir: data.jddc_dir(),
+        jddc_adjudication: data.jddc_adjudication,
+        corpus_dir: data.corpus,
+        out_dir: PathBuf::new(),
+        eval_dir: PathBuf::new(),
+        params: TrainParams::default(),
+        precision_targets: BTreeMap::new(),
+    }
+}
+
+fn export(dir: &Path, opts: &TrainOptions, out: &Path) -> ExitCode {
+    let result = Config::load_for_model_training(dir)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .and_then(|config| export_splits(&config, opts, out));
+    match result {
+        Ok(n) => {
+            println!(
+                "wrote {} training and {} validation lines to {}",
+                n.train,
+                n.validation,
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kefu-edge: export-splits: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

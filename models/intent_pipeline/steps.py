@@ -32,6 +32,15 @@ def _optimiser(model, lr, total):
     return opt, _schedule(opt, total)
 
 
+def _step(model, opt, sched, loss):
+    """One optimiser step, gradients clipped to norm 1 (BERT's recipe)."""
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+
+
 def _log(step, t0, what, loss):
     print(f"  {what}: step {step}, loss {loss:.4f}, {time.time() - t0:.0f} s", flush=True)
 
@@ -61,11 +70,7 @@ def pretrain_mlm(model: Encoder, seqs, epochs, lr, batch, rng: random.Random):
             hiddens, _ = model.encode(inputs, mask)
             logits = model.mlm_logits(hiddens[-1])
             loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            _step(model, opt, sched, loss)
             step += 1
             if step % 200 == 0:
                 _log(step, t0, "mlm", loss.item())
@@ -89,11 +94,7 @@ def finetune(model: Encoder, seqs, y, epochs, lr, batch, rng, teacher_logits=Non
                 soft = F.softmax(teacher_logits[idx] / temp, -1)
                 kd = F.kl_div(F.log_softmax(logits / temp, -1), soft, reduction="batchmean")
                 loss = (1 - alpha) * loss + alpha * kd * temp * temp
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            _step(model, opt, sched, loss)
             step += 1
             if step % 200 == 0:
                 _log(step, t0, "fine-tune", loss.item())
@@ -123,11 +124,7 @@ def distill_layers(teacher: Encoder, student: Encoder, seqs, epochs, lr, batch, 
                 diff = (ss[m] - ts[g]) * keep
                 loss = loss + diff.pow(2).sum() / (keep.sum() * ss[m].shape[1])
                 loss = loss + F.mse_loss(sh[m + 1], th[g + 1])
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            _step(student, opt, sched, loss)
             step += 1
             if step % 200 == 0:
                 _log(step, t0, "distil layers", loss.item())
