@@ -207,6 +207,7 @@ fn check(dir: &Path) -> ExitCode {
 struct Decider {
     pipeline: Pipeline,
     model: Option<ModelStage>,
+    router_weight: f32,
 }
 
 impl Decider {
@@ -230,7 +231,11 @@ impl Decider {
         } else {
             None
         };
-        Some(Decider { pipeline, model })
+        Some(Decider {
+            pipeline,
+            model,
+            router_weight: config.model.router_weight,
+        })
     }
 
     /// The fast-path decision; for a message it hands on, the model's intent when the
@@ -239,11 +244,14 @@ impl Decider {
         let d = self.pipeline.decide(text);
         match (&self.model, d.stage) {
             (Some(model), Stage::Model) => match model.classify_blocking(text) {
-                Ok(p) => Decision {
-                    intent: p.intent,
-                    confidence: p.prob,
-                    stage: Stage::Model,
-                },
+                Ok(p) => {
+                    let p = self.pipeline.model_intent(text, &p, self.router_weight);
+                    Decision {
+                        intent: p.intent,
+                        confidence: p.prob,
+                        stage: Stage::Model,
+                    }
+                }
                 Err(e) => {
                     eprintln!("kefu-edge: model stage: {e}");
                     d

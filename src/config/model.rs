@@ -31,6 +31,8 @@ pub struct RawModel {
     deadline: Duration,
     #[serde(default = "default_threshold")]
     threshold: f32,
+    #[serde(default = "default_router_weight")]
+    router_weight: f32,
     #[serde(default)]
     quality_gate: ModelGate,
     #[serde(default)]
@@ -48,6 +50,10 @@ fn default_deadline() -> Duration {
 }
 
 fn default_threshold() -> f32 {
+    0.5
+}
+
+fn default_router_weight() -> f32 {
     0.5
 }
 
@@ -172,6 +178,8 @@ pub struct ModelConfig {
     /// The model's probability an answer needs; below it the message goes on (upstream or
     /// fallback).
     pub threshold: f32,
+    /// Weight of the router's probabilities mixed with the model's (0: the model alone).
+    pub router_weight: f32,
     pub quality_gate: ModelGate,
     pub shadow: ShadowConfig,
     pub answer_upstream: Option<AnswerUpstream>,
@@ -218,6 +226,9 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
     }
     if raw.deadline.is_zero() {
         errors.push(src.error_at("deadline", "deadline must be more than 0"));
+    }
+    if !(0.0..=1.0).contains(&raw.router_weight) {
+        errors.push(src.error_at("router_weight", "router_weight must be within 0..=1"));
     }
     if !(0.0..=1.0).contains(&raw.threshold) {
         errors.push(src.error_at("threshold", "threshold must be within 0..=1"));
@@ -289,6 +300,7 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
         batch: b,
         deadline: raw.deadline,
         threshold: raw.threshold,
+        router_weight: raw.router_weight,
         quality_gate: raw.quality_gate,
         shadow: raw.shadow,
         answer_upstream: raw.answer_upstream,

@@ -23,10 +23,13 @@ use crate::config::BatchConfig;
 use crate::intent::Intent;
 
 /// The model's answer for one message.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     pub intent: Intent,
     pub prob: f32,
+    /// The probability of every intent, indexed by [`Intent::index`] (0 for intents the
+    /// model does not know).
+    pub probs: Vec<f32>,
     /// How many requests shared its batch.
     pub batch_size: usize,
 }
@@ -249,9 +252,16 @@ impl Worker {
             Ok(logits) if logits.len() == live.len() * n_labels => {
                 for (job, row) in live.into_iter().zip(logits.chunks_exact(n_labels)) {
                     let (best, prob) = softmax_top(row);
+                    let mut probs = vec![0.0; Intent::ALL.len()];
+                    let max = row[best];
+                    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+                    for (label, v) in self.labels.iter().zip(row) {
+                        probs[label.index()] = (v - max).exp() / sum;
+                    }
                     let _ = job.reply.send(Ok(Prediction {
                         intent: self.labels[best],
                         prob,
+                        probs,
                         batch_size: batch.batch,
                     }));
                 }

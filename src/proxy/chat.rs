@@ -108,6 +108,11 @@ impl KefuProxy {
                 let threshold = snap.config.model.threshold;
                 match self.model.classify(&request.user_id, &request.text).await {
                     Ok((prediction, served)) => {
+                        let prediction = snap.pipeline.model_intent(
+                            &request.text,
+                            &prediction,
+                            snap.config.model.router_weight,
+                        );
                         let (answer, verdict) = snap.pipeline.answer_from_model(
                             &decision,
                             Some(&prediction),

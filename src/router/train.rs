@@ -283,21 +283,15 @@ pub fn export_splits(config: &Config, opts: &TrainOptions, out: &Path) -> anyhow
 /// The router's probability of every intent (intents.tsv order), comma-separated; empty
 /// without a router or for a message without tokens.
 fn router_probabilities(pipeline: &Pipeline, text: &str) -> String {
-    let Some(model) = pipeline.router() else {
-        return String::new();
-    };
-    let Some(probs) = model.router.probabilities(text) else {
-        return String::new();
-    };
-    let mut by_intent = vec![0.0f32; Intent::ALL.len()];
-    for (label, p) in model.router.labels().iter().zip(probs) {
-        by_intent[label.index()] = p;
-    }
-    by_intent
-        .iter()
-        .map(|p| format!("{p:.6}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    pipeline
+        .router_probabilities(text)
+        .map_or_else(String::new, |probs| {
+            probs
+                .iter()
+                .map(|p| format!("{p:.6}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
 }
 
 /// How one operator rule decided on labelled messages.
