@@ -14,15 +14,10 @@ use std::time::Instant;
 use kefu_edge::config::Config;
 use kefu_edge::model::{Backend, ModelVersion, PaddedBatch, Runtime};
 
+mod common;
+
 fn messages() -> Vec<String> {
-    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/models/eval/second_eval.tsv");
-    let path = std::env::var("KEFU_BENCH_MESSAGES").unwrap_or_else(|_| default.to_string());
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| l.split('\t').next().unwrap_or(l).to_string())
-        .collect()
+    common::messages("models/eval/second_eval.tsv")
 }
 
 /// Multiply-adds of one sequence of `t` tokens through the encoder (×2 for FLOPs):

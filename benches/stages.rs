@@ -11,15 +11,10 @@ use kefu_edge::api::{self, Limits};
 use kefu_edge::config::Config;
 use kefu_edge::state::Snapshot;
 
+mod common;
+
 fn messages() -> Vec<String> {
-    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/intent_samples.tsv");
-    let path = std::env::var("KEFU_BENCH_MESSAGES").unwrap_or_else(|_| default.to_string());
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| l.split('\t').next().unwrap_or(l).to_string())
-        .collect()
+    common::messages("tests/data/intent_samples.tsv")
 }
 
 /// Run `f` over the inputs until about 0.5 s has passed; print ns per call.

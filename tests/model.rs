@@ -102,14 +102,11 @@ fn handed_on_messages_are_answered_by_the_model_or_the_fallback() {
     let h = server.health();
     assert_eq!(h["model"]["active"]["version"], SHIPPED_VERSION, "{h}");
     let text = get(server.admin, "/metrics").unwrap().text();
-    let through_model: u64 = text
-        .lines()
-        .filter(|l| {
-            l.starts_with("kefu_model_requests_total{")
-                && l.contains(&format!("version=\"{SHIPPED_VERSION}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let through_model = metric_sum(
+        &text,
+        "kefu_model_requests_total",
+        &format!("version=\"{SHIPPED_VERSION}\""),
+    );
     assert_eq!(
         through_model as usize,
         HANDED_ON.len(),
@@ -288,11 +285,7 @@ fn shadow_scoring_compares_fast_path_answers_with_the_model() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = get(server.admin, "/metrics").unwrap().text();
-        let scored: u64 = text
-            .lines()
-            .filter(|l| l.starts_with("kefu_model_shadow_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
+        let scored = metric_sum(&text, "kefu_model_shadow_total", "");
         if scored as usize == texts.len() {
             break;
         }

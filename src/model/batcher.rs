@@ -21,6 +21,7 @@ use super::backend::{Backend, PaddedBatch};
 use super::version::TextEncoder;
 use crate::config::BatchConfig;
 use crate::intent::Intent;
+use crate::router::trained::softmax_best;
 
 /// The model's answer for one message.
 #[derive(Debug, Clone, PartialEq)]
@@ -251,12 +252,11 @@ impl Worker {
         match result {
             Ok(logits) if logits.len() == live.len() * n_labels => {
                 for (job, row) in live.into_iter().zip(logits.chunks_exact(n_labels)) {
-                    let (best, prob) = softmax_top(row);
+                    let mut exps = row.to_vec();
+                    let (best, prob) = softmax_best(&mut exps);
                     let mut probs = vec![0.0; Intent::ALL.len()];
-                    let max = row[best];
-                    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-                    for (label, v) in self.labels.iter().zip(row) {
-                        probs[label.index()] = (v - max).exp() / sum;
+                    for (label, e) in self.labels.iter().zip(exps) {
+                        probs[label.index()] = e * prob;
                     }
                     let _ = job.reply.send(Ok(Prediction {
                         intent: self.labels[best],
@@ -308,20 +308,6 @@ pub fn length_groups(order: &[usize], sequences: &[Vec<u32>], max_padding: f64) 
         }
     }
     groups
-}
-
-/// Index and probability of the largest logit.
-pub fn softmax_top(row: &[f32]) -> (usize, f32) {
-    let (best, max) =
-        row.iter()
-            .copied()
-            .enumerate()
-            .fold(
-                (0, f32::NEG_INFINITY),
-                |acc, (i, v)| if v > acc.1 { (i, v) } else { acc },
-            );
-    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-    (best, 1.0 / sum)
 }
 
 #[cfg(test)]

@@ -34,14 +34,12 @@ pub struct Deployment {
     pub candidate: Option<Arc<LoadedVersion>>,
     pub gray_percent: u8,
     pub deadline: Duration,
-    pub threshold: f32,
 }
 
 /// Which version answered a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedBy {
     pub version: String,
-    pub candidate: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -176,7 +174,6 @@ impl ModelStage {
             candidate,
             gray_percent: cfg.gray_percent,
             deadline: cfg.deadline,
-            threshold: cfg.threshold,
         }))
     }
 
@@ -246,11 +243,10 @@ impl ModelStage {
         text: &str,
     ) -> Result<(Prediction, ServedBy), ModelError> {
         let d = self.current.load_full().ok_or(ModelError::Disabled)?;
-        let (version, candidate) = d.pick(user_id);
+        let version = d.pick(user_id);
         let pending = version.batcher.submit(text, d.deadline)?;
         let served = ServedBy {
             version: version.name.clone(),
-            candidate,
         };
         // `d` (and so `version`) is held until the answer: a swap meanwhile drains it.
         let prediction = pending.wait().await?;
@@ -269,10 +265,10 @@ impl ModelStage {
 
 impl Deployment {
     /// Sticky gray traffic: a user is in the candidate's share or not, whatever the request.
-    pub fn pick(&self, user_id: &str) -> (&Arc<LoadedVersion>, bool) {
+    pub fn pick(&self, user_id: &str) -> &Arc<LoadedVersion> {
         match &self.candidate {
-            Some(c) if (fnv1a(user_id) % 100) < u64::from(self.gray_percent) => (c, true),
-            _ => (&self.active, false),
+            Some(c) if (fnv1a(user_id) % 100) < u64::from(self.gray_percent) => c,
+            _ => &self.active,
         }
     }
 

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use super::ModelError;
 use crate::config::ModelGate;
 use crate::intent::Intent;
+use crate::router::manifest::sha256_hex;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct VersionManifest {
@@ -90,10 +90,7 @@ pub struct ModelVersion {
 fn sha256_file(path: &Path) -> Result<String, ModelError> {
     let bytes =
         std::fs::read(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(sha256_hex(&bytes))
 }
 
 impl ModelVersion {

@@ -233,8 +233,10 @@ impl TrainedRouter {
     }
 }
 
-/// Index and probability of the largest of `scores` (overwritten).
-fn softmax_best(scores: &mut [f32]) -> (usize, f32) {
+/// Index and probability of the largest of `scores`, which are overwritten with
+/// `exp(score - max)`: multiplied by the returned probability they are the softmax.
+/// (The model stage's batcher uses it on logits too.)
+pub fn softmax_best(scores: &mut [f32]) -> (usize, f32) {
     let mut best = (0usize, f32::NEG_INFINITY);
     for (j, &s) in scores.iter().enumerate() {
         if s > best.1 {

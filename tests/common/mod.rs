@@ -378,6 +378,17 @@ pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<Response> {
     })
 }
 
+/// The sum of the samples of metric `name` whose labels contain `label` ("" for all), in a
+/// Prometheus text exposition.
+pub fn metric_sum(exposition: &str, name: &str, label: &str) -> u64 {
+    let prefix = format!("{name}{{");
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     request(
         addr,

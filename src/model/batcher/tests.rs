@@ -192,8 +192,8 @@ fn a_backend_error_reaches_every_request_of_the_batch() {
 }
 
 #[test]
-fn softmax_top_is_the_largest_probability() {
-    let (i, p) = softmax_top(&[0.0, 2.0, 1.0]);
+fn softmax_best_gives_the_largest_probability() {
+    let (i, p) = softmax_best(&mut [0.0, 2.0, 1.0]);
     assert_eq!(i, 1);
     let want = 2f32.exp() / (1.0 + 2f32.exp() + 1f32.exp());
     assert!((p - want).abs() < 1e-6);
