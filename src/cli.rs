@@ -48,6 +48,13 @@ pub enum Command {
         #[arg(long)]
         with_model: bool,
     },
+    /// Score the dialogue context on written dialogues (models/data/dialogues.tsv): intent
+    /// accuracy of every turn decided alone and with the dialogue so far, and the order
+    /// slot.
+    EvalDialogues {
+        #[arg(default_value = "models/data/dialogues.tsv")]
+        file: PathBuf,
+    },
     /// Score every operator keyword rule of intents.yaml on the training split: how often it
     /// decided and how often rightly, worst first.
     AuditKeywords {

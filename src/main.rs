@@ -80,6 +80,7 @@ fn main() -> ExitCode {
             };
             train_router(&cli.conf, &opts)
         }
+        Some(Command::EvalDialogues { file }) => eval_dialogues(&cli.conf, &file),
         Some(Command::AuditKeywords { data }) => audit(&cli.conf, &data_only(data)),
         Some(Command::ExportSplits { data, out }) => export(&cli.conf, &data_only(data), &out),
         None => serve(cli, hangup),
@@ -330,6 +331,29 @@ fn train_router(dir: &Path, opts: &TrainOptions) -> ExitCode {
         }
         Err(e) => {
             eprintln!("kefu-edge: train-router: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn eval_dialogues(dir: &Path, file: &Path) -> ExitCode {
+    let Some(config) = load(dir) else {
+        return ExitCode::FAILURE;
+    };
+    let run = || -> anyhow::Result<kefu_edge::dialog::eval::Report> {
+        let pipeline = kefu_edge::pipeline::Pipeline::new(&config, None)?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let turns = kefu_edge::dialog::eval::parse(&text)?;
+        Ok(kefu_edge::dialog::eval::run(&pipeline, &turns))
+    };
+    match run() {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kefu-edge: eval-dialogues: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -48,6 +48,10 @@ pub struct Metrics {
     shadow: IntCounterVec,
     /// The batcher's histograms (batch size, inference and queue time).
     pub model_batch: BatchMetrics,
+    dialog_errors: IntCounterVec,
+    dialog_seconds: HistogramVec,
+    follow_ups: IntCounterVec,
+    pub dialog_state_bytes: Histogram,
 }
 
 /// Batch sizes up to the default `max_batch` of 40 and beyond.
@@ -128,7 +132,32 @@ impl Metrics {
                 LATENCY_BUCKETS,
             )?,
         };
+        let dialog_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "kefu_dialog_store_seconds",
+                "Time of one dialogue-state operation (load, save), by store",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["op", "store"],
+        )?;
+        registry.register(Box::new(dialog_seconds.clone()))?;
         Ok(Metrics {
+            dialog_errors: counter_vec(
+                "kefu_dialog_store_errors_total",
+                "Dialogue-state operations that failed (the message was answered without context, or its turn not acknowledged), by operation, store and reason",
+                &["op", "store", "reason"],
+            )?,
+            dialog_seconds,
+            follow_ups: counter_vec(
+                "kefu_dialog_follow_ups_total",
+                "Messages whose intent the dialogue's context decided, by that intent",
+                &["intent"],
+            )?,
+            dialog_state_bytes: histogram(
+                "kefu_dialog_state_bytes",
+                "Encoded size of a saved dialogue state",
+                &[64.0, 128.0, 256.0, 512.0, 1024.0, 1536.0, 2048.0, 4096.0],
+            )?,
             model_requests: counter_vec(
                 "kefu_model_requests_total",
                 "Messages sent to the model stage by outcome (answered, below_threshold, no_template, overloaded, deadline, error, closed, disabled)",
@@ -227,6 +256,22 @@ impl Metrics {
         self.shadow
             .with_label_values(&[intent.as_str(), if agree { "yes" } else { "no" }])
             .inc();
+    }
+
+    pub fn dialog_error(&self, op: &str, store: &str, reason: &str) {
+        self.dialog_errors
+            .with_label_values(&[op, store, reason])
+            .inc();
+    }
+
+    pub fn dialog_op(&self, op: &str, store: &str, seconds: f64) {
+        self.dialog_seconds
+            .with_label_values(&[op, store])
+            .observe(seconds);
+    }
+
+    pub fn follow_up(&self, intent: Intent) {
+        self.follow_ups.with_label_values(&[intent.as_str()]).inc();
     }
 
     pub fn upstream_failure(&self, pool: &str) {

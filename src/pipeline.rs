@@ -5,11 +5,12 @@
 use std::borrow::Cow;
 
 use crate::config::Config;
+use crate::dialog::{ContextRules, Slots};
 use crate::intent::{Intent, Tier};
 use crate::model::Prediction;
 use crate::post::ReplyFilter;
 use crate::router::{KeywordRouter, RouterGuess, RouterModel};
-use crate::rules::RuleCache;
+use crate::rules::{CachedReply, RuleCache, Vars};
 
 /// Which stage produced a reply (the `source` field of the API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +172,7 @@ pub struct Answer<'a> {
 
 pub struct Pipeline {
     keywords: KeywordRouter,
+    context: ContextRules,
     router: Option<RouterModel>,
     rules: RuleCache<PreparedReply>,
     post: ReplyFilter,
@@ -236,6 +238,7 @@ impl Pipeline {
         };
         Ok(Pipeline {
             keywords: KeywordRouter::new(&cfg.intents)?,
+            context: ContextRules::new(&cfg.dialog.context)?,
             router,
             rules,
             fallback: PreparedReply::new(&post, cfg.intents.fallback_reply.clone()),
@@ -249,13 +252,64 @@ impl Pipeline {
     /// reaches that intent's threshold; anything else goes to the model stage, carrying the
     /// router's guess.
     pub fn decide(&self, text: &str) -> Decision {
+        self.decide_in_context(text, &[]).0
+    }
+
+    /// The fast-path decision for a message of a dialogue whose recent turns (within the
+    /// context window, newest first) had intents `recent`. An operator keyword rule still wins: it names
+    /// the question outright. Next, a follow-up rule of `dialog.yaml` that fits the previous
+    /// intent answers (confidence 1, like a keyword rule); these are the short messages
+    /// ("那要多久") the router cannot place alone. Otherwise the decision is [`Self::decide`]'s.
+    /// The flag says whether the context decided.
+    pub fn decide_in_context(&self, text: &str, recent: &[Intent]) -> (Decision, bool) {
+        let keyword = self.keywords.classify(text).map(|hit| hit.intent);
+        let keyword_answers = keyword.is_some_and(|k| self.rules.answers(k));
+        if !keyword_answers && let Some(intent) = self.context.resolve(text, recent) {
+            // An intent without replies is still decided: the caller passes it on (to the
+            // shop's bot or the fallback) instead of asking the model about a message that
+            // means nothing alone.
+            let stage = if self.rules.answers(intent) {
+                Stage::Rule
+            } else {
+                Stage::Model
+            };
+            let decision = Decision {
+                intent,
+                confidence: 1.0,
+                stage,
+            };
+            return (decision, true);
+        }
         let router = self.router.as_ref();
-        two_stage(
-            self.keywords.classify(text).map(|hit| hit.intent),
+        let decision = two_stage(
+            keyword,
             || router.and_then(|r| r.router.classify(text)),
             |intent| router.map_or(1.0, |r| r.threshold(intent)),
             |intent| self.rules.answers(intent),
-        )
+        );
+        (decision, false)
+    }
+
+    /// The follow-up rules.
+    pub fn context(&self) -> &ContextRules {
+        &self.context
+    }
+
+    /// A rule-cache reply for `intent` given the dialogue's `slots`, filtered.
+    fn cached_reply(&self, intent: Intent, slots: &Slots) -> Option<Reply<'_>> {
+        let vars = Vars {
+            order: slots.order.as_deref(),
+            size: slots.size.as_deref(),
+            color: slots.color.as_deref(),
+            ..Vars::default()
+        };
+        match self
+            .rules
+            .reply_with(intent, self.post.campaign_now(), &vars)?
+        {
+            CachedReply::Prepared(p) => Some(Reply::Prepared(p)),
+            CachedReply::Rendered(text) => Some(self.finish(text)),
+        }
     }
 
     /// The operator keyword layer.
@@ -275,25 +329,26 @@ impl Pipeline {
 
     /// Answer one message without the model stage (what the fast path alone does).
     pub fn answer(&self, text: &str) -> Answer<'_> {
-        self.answer_decided(&self.decide(text))
+        self.answer_decided(&self.decide(text), &Slots::default())
     }
 
-    /// The answer of a fast-path decision: the rule cache's reply, or the fallback for a
-    /// message handed on to a model stage that is not there.
-    pub fn answer_decided(&self, decision: &Decision) -> Answer<'_> {
+    /// The answer of a fast-path decision: the rule cache's reply (using the dialogue's
+    /// `slots` where a template asks for them), or the fallback for a message handed on to
+    /// a model stage that is not there.
+    pub fn answer_decided(&self, decision: &Decision, slots: &Slots) -> Answer<'_> {
         let cached = match decision.stage {
-            Stage::Rule => self.rules.reply(decision.intent, self.post.campaign_now()),
+            Stage::Rule => self.cached_reply(decision.intent, slots),
             Stage::Model => None,
         };
         let (source, reply) = match cached {
             Some(reply) => (Source::Rule, reply),
-            None => (Source::Fallback, &self.fallback),
+            None => (Source::Fallback, Reply::Prepared(&self.fallback)),
         };
         Answer {
             intent: decision.intent,
             confidence: decision.confidence,
             source,
-            reply: Reply::Prepared(reply),
+            reply,
         }
     }
 
@@ -336,9 +391,10 @@ impl Pipeline {
         decision: &Decision,
         prediction: Option<&Prediction>,
         threshold: f32,
+        slots: &Slots,
     ) -> (Answer<'_>, ModelVerdict) {
         let Some(p) = prediction else {
-            return (self.answer_decided(decision), ModelVerdict::NoAnswer);
+            return (self.answer_decided(decision, slots), ModelVerdict::NoAnswer);
         };
 
         let fallback = |verdict| {
@@ -353,13 +409,13 @@ impl Pipeline {
         if p.prob < threshold {
             return fallback(ModelVerdict::BelowThreshold);
         }
-        match self.rules.reply(p.intent, self.post.campaign_now()) {
+        match self.cached_reply(p.intent, slots) {
             Some(reply) => (
                 Answer {
                     intent: p.intent,
                     confidence: p.prob,
                     source: Source::Model,
-                    reply: Reply::Prepared(reply),
+                    reply,
                 },
                 ModelVerdict::Answered,
             ),
@@ -456,13 +512,13 @@ mod tests {
             probs: vec![],
             batch_size: 1,
         };
-        let (a, v) = p.answer_from_model(&d, Some(&sure), 0.5);
+        let (a, v) = p.answer_from_model(&d, Some(&sure), 0.5, &Slots::default());
         assert_eq!(
             (a.source, a.intent, v),
             (Source::Model, Intent::Coupon, ModelVerdict::Answered)
         );
         assert!(a.reply.text().contains("券"), "{}", a.reply.text());
-        let (a, v) = p.answer_from_model(&d, Some(&sure), 0.95);
+        let (a, v) = p.answer_from_model(&d, Some(&sure), 0.95, &Slots::default());
         assert_eq!(
             (a.source, v),
             (Source::Fallback, ModelVerdict::BelowThreshold)
@@ -472,9 +528,9 @@ mod tests {
             intent: Intent::Other,
             ..sure.clone()
         };
-        let (a, v) = p.answer_from_model(&d, Some(&other), 0.5);
+        let (a, v) = p.answer_from_model(&d, Some(&other), 0.5, &Slots::default());
         assert_eq!((a.source, v), (Source::Fallback, ModelVerdict::NoTemplate));
-        let (a, v) = p.answer_from_model(&d, None, 0.5);
+        let (a, v) = p.answer_from_model(&d, None, 0.5, &Slots::default());
         assert_eq!((a.source, v), (Source::Fallback, ModelVerdict::NoAnswer));
     }
 

@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::config::{Config, ConfigErrors};
+use crate::dialog::Dialog;
 use crate::edge::EdgeFilter;
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
@@ -29,6 +30,7 @@ pub struct Snapshot {
     pub limits: Arc<Limiters>,
     pub pipeline: Pipeline,
     pub upstreams: Upstreams,
+    pub dialog: Dialog,
 }
 
 impl Snapshot {
@@ -47,6 +49,7 @@ impl Snapshot {
             edge: EdgeFilter::new(&config.edge)?,
             pipeline: Pipeline::new(&config, previous.map(|p| &p.pipeline))?,
             upstreams: Upstreams::new(&config.upstreams, previous.map(|p| &p.upstreams))?,
+            dialog: Dialog::new(&config.dialog, previous.map(|p| &p.dialog))?,
             limits,
             config,
         })

@@ -68,6 +68,12 @@ pub fn validate(raw: RawIntents, src: &Source) -> Result<IntentsConfig, Vec<Conf
                 Err(e) => errors.push(src.error_at(id, format!("{id}: reply `{reply}`: {e}"))),
             }
         }
+        if !replies.is_empty() && replies.iter().all(Template::uses_slots) {
+            errors.push(src.error_at(
+                id,
+                format!("{id}: needs a reply without {{order}}/{{size}}/{{color}}, for dialogues that lack them"),
+            ));
+        }
         let has_rules = !r.keywords.is_empty() || !r.patterns.is_empty();
         if r.replies.is_empty() && (has_rules || intent.tier() == Tier::Fast) {
             errors.push(src.error_at(id, format!("{id}: needs at least one reply")));

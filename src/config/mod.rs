@@ -7,6 +7,7 @@
 //! are reported against the line of the key they concern. All errors of all files are
 //! collected, so `kefu-edge -t` shows everything wrong at once, like `nginx -t`.
 
+mod dialog;
 mod edge;
 mod intents;
 mod limits;
@@ -21,6 +22,10 @@ mod upstreams;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use dialog::{
+    After, ClusterConfig, ContextConfig, DialogConfig, FollowUpIntent, FollowUpRule,
+    MemoryStoreConfig, RedisConfig, RedisOptions, StoreConfig, StoreKind,
+};
 pub use edge::{EdgeConfig, IpDefault, RealIpConfig, RealIpHeader, UserAgentConfig};
 pub use intents::{IntentRules, IntentsConfig};
 pub use limits::{BucketConfig, LimitsConfig};
@@ -48,6 +53,7 @@ pub struct Config {
     pub upstreams: UpstreamsConfig,
     pub router: RouterConfig,
     pub model: ModelConfig,
+    pub dialog: DialogConfig,
 }
 
 /// One problem in one file, with the line where the parser or the key lookup found it.
@@ -137,6 +143,7 @@ impl Config {
             check_router,
         );
         let model = load_file(dir, "model.yaml", &mut errors, model::validate, check_model);
+        let dialog = load_file(dir, "dialog.yaml", &mut errors, dialog::validate, true);
         // Across files: the answer upstream names a pool of upstreams.yaml.
         if let (Some(m), Some(u)) = (&model, &upstreams)
             && let Some(up) = &m.answer_upstream
@@ -152,7 +159,7 @@ impl Config {
             });
         }
         match (
-            server, edge, limits, intents, post, upstreams, router, model,
+            server, edge, limits, intents, post, upstreams, router, model, dialog,
         ) {
             (
                 Some(server),
@@ -163,6 +170,7 @@ impl Config {
                 Some(upstreams),
                 Some(router),
                 Some(model),
+                Some(dialog),
             ) if errors.is_empty() => Ok(Config {
                 dir: dir.to_path_buf(),
                 server,
@@ -173,6 +181,7 @@ impl Config {
                 upstreams,
                 router,
                 model,
+                dialog,
             }),
             _ => Err(ConfigErrors(errors)),
         }
@@ -274,7 +283,7 @@ mod tests {
     #[test]
     fn a_missing_directory_names_every_file() {
         let errors = Config::load(Path::new("/nonexistent/kefu")).unwrap_err();
-        assert_eq!(errors.0.len(), 8);
+        assert_eq!(errors.0.len(), 9);
         assert!(errors.0[0].to_string().contains("server.yaml"));
     }
 }

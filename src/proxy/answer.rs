@@ -25,6 +25,9 @@ pub struct Question<'a> {
     pub intent: Intent,
     pub confidence: f32,
     pub trace_id: &'a str,
+    /// The dialogue so far: the previous turn's intent and the order the user spoke of.
+    pub previous_intent: Option<Intent>,
+    pub order: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +50,8 @@ pub async fn ask(
             "text": q.text,
             "intent": q.intent.as_str(),
             "confidence": q.confidence,
+            "previous_intent": q.previous_intent.map(Intent::as_str),
+            "order": q.order,
         }))
         .map_err(|e| e.to_string())?;
         let mut req =

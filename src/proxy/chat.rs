@@ -13,6 +13,7 @@ use super::answer;
 use super::{KefuProxy, RequestCtx, respond};
 use crate::api::{self, ApiError, ChatRequest, Limits, TraceId};
 use crate::config::AnswerUpstream;
+use crate::dialog::{self, Dialog, DialogState, Slots};
 use crate::intent::Intent;
 use crate::model::{ModelError, Prediction};
 use crate::pipeline::{Answer, ModelVerdict, Source, Stage};
@@ -93,16 +94,150 @@ impl KefuProxy {
             return self.refuse(session, ctx, &ApiError::from(limited)).await;
         }
         let trace_id = self.trace_ids.next();
-        let decision = snap.pipeline.decide(&request.text);
-        let answer = match decision.stage {
+        let dialog = &snap.dialog;
+        let now = jiff::Timestamp::now().as_second();
+        // A state that could not be read is not written either: saving a fresh one would
+        // erase the dialogue the store still holds.
+        let mut state = if dialog.enabled {
+            self.load_state(dialog, &request.user_id).await
+        } else {
+            None
+        };
+        let turn_slots = Slots::extract(&request.text);
+        let (recent, slots) = match &state {
+            Some(s) => {
+                let mut slots = s.slots.clone();
+                slots.update(&turn_slots);
+                let within = snap.pipeline.context().within_secs();
+                (s.recent(now, within, dialog::CONTEXT_TURNS), slots)
+            }
+            None => (Vec::new(), turn_slots.clone()),
+        };
+        let turn = Turn {
+            recent: &recent,
+            slots: &slots,
+        };
+        let answer = self.answer_message(snap, &request, &trace_id, &turn).await;
+        self.metrics.answered(answer.source, answer.intent);
+        if answer.reply.masked() {
+            self.metrics.replies_masked.inc();
+        }
+        let mut acknowledged = None;
+        if let Some(state) = state.as_mut() {
+            state.record(
+                dialog::Turn {
+                    intent: answer.intent,
+                    at: now,
+                    text: request.text.to_string(),
+                },
+                &turn_slots,
+                answer.source == Source::Fallback,
+                dialog.history,
+            );
+            if self.save_state(dialog, &request.user_id, state).await {
+                acknowledged = Some(state.turns);
+            }
+        }
+        let header = acknowledged.map(|n| (TURN_HEADER, http::HeaderValue::from(n)));
+        respond::json(session, 200, api::answer_json(&answer, &trace_id), header).await?;
+        Ok(true)
+    }
+}
+
+/// Present on an answer whose turn the dialogue store acknowledged (with replication, when
+/// configured): the user's turn count. Absent: answered without a saved turn.
+const TURN_HEADER: http::HeaderName = http::HeaderName::from_static("x-kefu-turn");
+
+/// What the dialogue gives one message.
+struct Turn<'a> {
+    /// Intents of the recent turns, newest first.
+    recent: &'a [Intent],
+    slots: &'a Slots,
+}
+
+impl KefuProxy {
+    async fn load_state(&self, dialog: &Dialog, user: &str) -> Option<DialogState> {
+        let store = dialog.store().kind().as_str();
+        let started = std::time::Instant::now();
+        let loaded = dialog.load(user).await;
+        self.metrics
+            .dialog_op("load", store, started.elapsed().as_secs_f64());
+        match loaded {
+            Ok(state) => Some(state),
+            Err(e) => {
+                self.metrics.dialog_error("load", store, e.as_str());
+                if self.log_throttle.allow() {
+                    log::warn!("dialogue store ({store}): load: {e}; answered without context");
+                }
+                None
+            }
+        }
+    }
+
+    async fn save_state(&self, dialog: &Dialog, user: &str, state: &mut DialogState) -> bool {
+        let store = dialog.store().kind().as_str();
+        let started = std::time::Instant::now();
+        let saved = dialog.save(user, state).await;
+        self.metrics
+            .dialog_op("save", store, started.elapsed().as_secs_f64());
+        match saved {
+            Ok(bytes) => {
+                self.metrics.dialog_state_bytes.observe(bytes as f64);
+                true
+            }
+            Err(e) => {
+                self.metrics.dialog_error("save", store, e.as_str());
+                if self.log_throttle.allow() {
+                    log::warn!("dialogue store ({store}): save: {e}; turn not acknowledged");
+                }
+                false
+            }
+        }
+    }
+
+    /// The decision pipeline for one message of a dialogue: context and fast path, then the
+    /// model stage, the shop's bot or the fallback.
+    async fn answer_message<'s>(
+        &self,
+        snap: &'s Snapshot,
+        request: &ChatRequest<'_>,
+        trace_id: &TraceId,
+        turn: &Turn<'_>,
+    ) -> Answer<'s> {
+        let (decision, by_context) = snap.pipeline.decide_in_context(&request.text, turn.recent);
+        if by_context {
+            self.metrics.follow_up(decision.intent);
+        }
+        match decision.stage {
             Stage::Rule => {
-                let answer = snap.pipeline.answer_decided(&decision);
+                let answer = snap.pipeline.answer_decided(&decision, turn.slots);
                 if answer.source == Source::Rule
+                    && !by_context
                     && self.shadow.take(snap.config.model.shadow.sample)
                 {
                     self.shadow_score(&request.user_id, &request.text, answer.intent);
                 }
                 answer
+            }
+            Stage::Model if by_context => {
+                // The dialogue decided an intent the rule cache has no replies for.
+                let prediction = Prediction {
+                    intent: decision.intent,
+                    prob: decision.confidence,
+                    probs: Vec::new(),
+                    batch_size: 0,
+                };
+                let answer = snap
+                    .pipeline
+                    .answer_from_model(&decision, None, 1.0, turn.slots)
+                    .0;
+                match &snap.config.model.answer_upstream {
+                    Some(up) => self
+                        .ask_bot(snap, up, request, &prediction, trace_id, turn)
+                        .await
+                        .unwrap_or(answer),
+                    None => answer,
+                }
             }
             Stage::Model => {
                 let threshold = snap.config.model.threshold;
@@ -117,6 +252,7 @@ impl KefuProxy {
                             &decision,
                             Some(&prediction),
                             threshold,
+                            turn.slots,
                         );
                         self.metrics
                             .model_outcome(verdict.as_str(), &served.version);
@@ -126,7 +262,7 @@ impl KefuProxy {
                         );
                         match &snap.config.model.answer_upstream {
                             Some(up) if unanswered => self
-                                .ask_bot(snap, up, &request, &prediction, &trace_id)
+                                .ask_bot(snap, up, request, &prediction, trace_id, turn)
                                 .await
                                 .unwrap_or(answer),
                             _ => answer,
@@ -138,18 +274,12 @@ impl KefuProxy {
                             log::warn!("model stage: {e}; answered by the fallback");
                         }
                         snap.pipeline
-                            .answer_from_model(&decision, None, threshold)
+                            .answer_from_model(&decision, None, threshold, turn.slots)
                             .0
                     }
                 }
             }
-        };
-        self.metrics.answered(answer.source, answer.intent);
-        if answer.reply.masked() {
-            self.metrics.replies_masked.inc();
         }
-        respond::json(session, 200, api::answer_json(&answer, &trace_id), None).await?;
-        Ok(true)
     }
 }
 
@@ -163,6 +293,7 @@ impl KefuProxy {
         request: &ChatRequest<'_>,
         prediction: &Prediction,
         trace_id: &TraceId,
+        turn: &Turn<'_>,
     ) -> Option<Answer<'s>> {
         let question = answer::Question {
             user_id: &request.user_id,
@@ -170,6 +301,8 @@ impl KefuProxy {
             intent: prediction.intent,
             confidence: prediction.prob,
             trace_id: trace_id.as_str(),
+            previous_intent: turn.recent.first().copied(),
+            order: turn.slots.order.as_deref(),
         };
         let result = match snap.upstreams.pool(&up.pool) {
             Some(pool) => answer::ask(&self.connector, pool, &up.path, up.timeout, &question).await,

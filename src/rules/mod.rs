@@ -6,6 +6,10 @@
 //! JSON-escapes it). Answering is then picking a prepared reply: no rendering, masking or
 //! escaping per request. Several templates per intent rotate, so a shopper who asks twice
 //! does not get a robot's identical sentence.
+//!
+//! Templates that use a dialogue slot (`{order}`, `{size}`, `{color}`) cannot be rendered
+//! ahead: they are kept parsed and rendered per request, and chosen only when the dialogue
+//! has their slots (then in preference to the generic ones, since they say more).
 
 mod template;
 
@@ -21,7 +25,18 @@ pub struct RuleCache<R> {
     /// `[intent][template][campaign]`: campaign 0 is "no campaign open", `i + 1` is
     /// campaign `i`. Empty for intents without replies.
     replies: Vec<Vec<Vec<R>>>,
+    /// `[intent]`: the templates that use slots.
+    slotted: Vec<Vec<Template>>,
+    campaigns: Vec<String>,
     next: Vec<AtomicUsize>,
+}
+
+/// A reply of the cache: prepared at load time, or rendered for this request from a slot
+/// template (the caller filters it).
+#[derive(Debug, PartialEq)]
+pub enum CachedReply<'a, R> {
+    Prepared(&'a R),
+    Rendered(String),
 }
 
 impl<R> RuleCache<R> {
@@ -33,12 +48,22 @@ impl<R> RuleCache<R> {
         mut prepare: impl FnMut(String) -> anyhow::Result<R>,
     ) -> anyhow::Result<RuleCache<R>> {
         let mut replies: Vec<Vec<Vec<R>>> = (0..Intent::ALL.len()).map(|_| Vec::new()).collect();
+        let mut slotted: Vec<Vec<Template>> = (0..Intent::ALL.len()).map(|_| Vec::new()).collect();
         for rules in &cfg.intents {
             let mut templates = Vec::with_capacity(rules.replies.len());
             for t in &rules.replies {
+                if t.uses_slots() {
+                    slotted[rules.intent.index()].push(t.clone());
+                    continue;
+                }
                 let variants = std::iter::once("")
                     .chain(campaigns.iter().copied())
-                    .map(|campaign| prepare(t.render(&Vars { campaign })))
+                    .map(|campaign| {
+                        prepare(t.render(&Vars {
+                            campaign,
+                            ..Vars::default()
+                        }))
+                    })
                     .collect::<anyhow::Result<Vec<R>>>()?;
                 templates.push(variants);
             }
@@ -47,7 +72,35 @@ impl<R> RuleCache<R> {
         Ok(RuleCache {
             next: (0..replies.len()).map(|_| AtomicUsize::new(0)).collect(),
             replies,
+            slotted,
+            campaigns: campaigns.iter().map(|c| c.to_string()).collect(),
         })
+    }
+
+    /// A reply for `intent` given the dialogue's slots in `slots` (its campaign field is
+    /// ignored: `campaign` is used, as in [`RuleCache::reply`]). A slot template whose
+    /// slots are all known is preferred; otherwise a prepared reply.
+    pub fn reply_with(
+        &self,
+        intent: Intent,
+        campaign: Option<usize>,
+        slots: &Vars<'_>,
+    ) -> Option<CachedReply<'_, R>> {
+        let fitting: Vec<&Template> = self.slotted[intent.index()]
+            .iter()
+            .filter(|t| t.fits(slots))
+            .collect();
+        if fitting.is_empty() {
+            return self.reply(intent, campaign).map(CachedReply::Prepared);
+        }
+        let i = self.next[intent.index()].fetch_add(1, Ordering::Relaxed) % fitting.len();
+        let vars = Vars {
+            campaign: campaign
+                .and_then(|c| self.campaigns.get(c))
+                .map_or("", String::as_str),
+            ..*slots
+        };
+        Some(CachedReply::Rendered(fitting[i].render(&vars)))
     }
 
     /// Whether the cache can answer `intent`.
@@ -106,5 +159,41 @@ mod tests {
         assert_eq!(seen, ["A?", "B", "A?", "B"]);
         assert_eq!(cache.reply(Intent::Coupon, None).unwrap(), "A");
         assert_eq!(cache.reply(Intent::Invoice, None), None);
+    }
+
+    #[test]
+    fn slot_templates_are_rendered_per_request_when_their_slots_are_known() {
+        let cfg = IntentsConfig {
+            fallback_reply: "f".into(),
+            intents: vec![IntentRules {
+                intent: Intent::ReturnGoods,
+                keywords: vec![],
+                patterns: vec![],
+                exclude: vec![],
+                priority: 0,
+                replies: vec![
+                    Template::parse("generic{campaign}").unwrap(),
+                    Template::parse("order {order}{campaign}").unwrap(),
+                ],
+            }],
+        };
+        let cache = RuleCache::new(&cfg, &["!"], Ok).unwrap();
+        let none = Vars::default();
+        for _ in 0..3 {
+            assert_eq!(
+                cache.reply_with(Intent::ReturnGoods, None, &none),
+                Some(CachedReply::Prepared(&"generic".to_string()))
+            );
+        }
+        let known = Vars {
+            order: Some("123"),
+            campaign: "ignored",
+            ..Vars::default()
+        };
+        assert_eq!(
+            cache.reply_with(Intent::ReturnGoods, Some(0), &known),
+            Some(CachedReply::Rendered("order 123!".into()))
+        );
+        assert_eq!(cache.reply(Intent::ReturnGoods, None).unwrap(), "generic");
     }
 }

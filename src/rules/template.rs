@@ -8,22 +8,43 @@ use std::fmt;
 pub enum Var {
     /// The open campaign's text from `post.yaml`, or nothing.
     Campaign,
+    /// Dialogue slots (src/dialog): the order reference, size and colour the shopper
+    /// named. A template that uses one is chosen only when the dialogue has it.
+    Order,
+    Size,
+    Color,
 }
 
 impl Var {
-    const ALL: &'static [(&'static str, Var)] = &[("campaign", Var::Campaign)];
+    const ALL: &'static [(&'static str, Var)] = &[
+        ("campaign", Var::Campaign),
+        ("order", Var::Order),
+        ("size", Var::Size),
+        ("color", Var::Color),
+    ];
+
+    /// Whether the value comes from the dialogue (per request), not from configuration.
+    pub fn is_slot(self) -> bool {
+        !matches!(self, Var::Campaign)
+    }
 }
 
 /// Values for the variables of one rendering.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Vars<'a> {
     pub campaign: &'a str,
+    pub order: Option<&'a str>,
+    pub size: Option<&'a str>,
+    pub color: Option<&'a str>,
 }
 
 impl Vars<'_> {
-    fn get(&self, var: Var) -> &str {
+    fn get(&self, var: Var) -> Option<&str> {
         match var {
-            Var::Campaign => self.campaign,
+            Var::Campaign => Some(self.campaign),
+            Var::Order => self.order,
+            Var::Size => self.size,
+            Var::Color => self.color,
         }
     }
 }
@@ -45,7 +66,7 @@ pub struct Template {
 /// Why a template does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("unknown variable `{{{0}}}` (known: {{campaign}})")]
+    #[error("unknown variable `{{{0}}}` (known: {{campaign}}, {{order}}, {{size}}, {{color}})")]
     UnknownVar(String),
     #[error("unclosed `{{` (write `{{{{` for a literal brace)")]
     Unclosed,
@@ -113,15 +134,32 @@ impl Template {
         })
     }
 
+    /// Render with `vars`; a slot variable without a value renders as nothing (callers
+    /// choose slot templates only when [`Template::fits`]).
     pub fn render(&self, vars: &Vars<'_>) -> String {
         let mut out = String::with_capacity(self.literal_len + vars.campaign.len());
         for s in &self.segments {
             match s {
                 Segment::Text(t) => out.push_str(t),
-                Segment::Var(v) => out.push_str(vars.get(*v)),
+                Segment::Var(v) => out.push_str(vars.get(*v).unwrap_or("")),
             }
         }
         out
+    }
+
+    /// Whether the template uses a dialogue slot (so it is rendered per request).
+    pub fn uses_slots(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Var(v) if v.is_slot()))
+    }
+
+    /// Whether every slot the template uses has a value in `vars`.
+    pub fn fits(&self, vars: &Vars<'_>) -> bool {
+        self.segments.iter().all(|s| match s {
+            Segment::Var(v) if v.is_slot() => vars.get(*v).is_some(),
+            _ => true,
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -144,16 +182,31 @@ mod tests {
         let t = Template::parse("亲，{campaign}下单{{立减}}").unwrap();
         let vars = Vars {
             campaign: "双11满300减40，",
+            ..Vars::default()
         };
         assert_eq!(t.render(&vars), "亲，双11满300减40，下单{立减}");
         assert_eq!(t.render(&Vars::default()), "亲，下单{立减}");
+        assert!(!t.uses_slots());
+    }
+
+    #[test]
+    fn slot_templates_fit_only_with_their_slots() {
+        let t = Template::parse("亲，订单{order}的退货已登记").unwrap();
+        assert!(t.uses_slots());
+        assert!(!t.fits(&Vars::default()));
+        let vars = Vars {
+            order: Some("3012345678901234"),
+            ..Vars::default()
+        };
+        assert!(t.fits(&vars));
+        assert_eq!(t.render(&vars), "亲，订单3012345678901234的退货已登记");
     }
 
     #[test]
     fn rejects_unknown_and_broken_variables() {
         assert_eq!(
-            Template::parse("亲{order}"),
-            Err(TemplateError::UnknownVar("order".into()))
+            Template::parse("亲{orders}"),
+            Err(TemplateError::UnknownVar("orders".into()))
         );
         assert_eq!(Template::parse("亲{campaign"), Err(TemplateError::Unclosed));
         assert_eq!(Template::parse("亲}"), Err(TemplateError::Stray));

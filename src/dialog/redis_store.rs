@@ -1,0 +1,305 @@
+//! Redis stores: standalone (a `ConnectionManager`, which reconnects by itself) and Redis
+//! Cluster (the `redis` crate's async cluster client, reads and writes on masters).
+//!
+//! A user's state and latest-intent index share the hash tag `{user}`, so one pipeline
+//! reaches one node in either mode:
+//! - load: `GETEX state PX ttl` + `PEXPIRE latest ttl` (every read slides the expiry);
+//! - save: `SET state PX ttl` + `HSET latest <intent>` + `PEXPIRE latest ttl`, then
+//!   `WAIT n timeout` when replication is asked for, on the same connection, so the save is
+//!   acknowledged only once `n` replicas hold it and a failover cannot lose it.
+//!
+//! Time is bounded at every step: connecting (`connect_timeout`), each attempt
+//! (`command_timeout`), and retries (exponential backoff from 1 ms while the sleeps stay
+//! within `retry_budget`). The cluster client retries redirections and reconnects itself;
+//! its retry waits are set from the same budget.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{RedisError, RetryMethod, Value};
+
+use super::store::{DialogStore, StoreError, latest_key, state_key};
+use super::{DialogState, LatestTurn};
+use crate::config::{ClusterConfig, RedisConfig, RedisOptions, StoreKind};
+use crate::intent::Intent;
+
+/// After a failed connect, requests answer "unavailable" at once for this long instead of
+/// each trying again (the store is retried by the first request after it).
+const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
+
+#[derive(Clone)]
+enum Conn {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+enum Target {
+    Standalone(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+pub struct RedisStore {
+    kind: StoreKind,
+    target: Target,
+    opts: RedisOptions,
+    ttl_ms: u64,
+    conn: ArcSwapOption<Conn>,
+    /// Held while connecting; the instant of the last failed attempt.
+    connecting: tokio::sync::Mutex<Option<Instant>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RedisStore {
+    pub fn standalone(cfg: &RedisConfig, ttl: Duration) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(cfg.url.as_str()).map_err(unavailable)?;
+        Ok(Self::new(
+            StoreKind::Redis,
+            Target::Standalone(client),
+            &cfg.options,
+            ttl,
+        ))
+    }
+
+    pub fn cluster(cfg: &ClusterConfig, ttl: Duration) -> Result<RedisStore, StoreError> {
+        let o = &cfg.options;
+        // The client's own retries (redirections after a failover, reconnects) sleep at most
+        // `retries × max_wait`, kept within the retry budget.
+        const RETRIES: u32 = 3;
+        let max_wait = (o.retry_budget.as_millis() as u64 / u64::from(RETRIES)).max(2);
+        let client = ClusterClientBuilder::new(cfg.nodes.iter().map(String::as_str))
+            .retries(RETRIES)
+            .min_retry_wait(1)
+            .max_retry_wait(max_wait)
+            .retry_wait_formula(1, 2)
+            .connection_timeout(o.connect_timeout)
+            .response_timeout(o.command_timeout)
+            .build()
+            .map_err(unavailable)?;
+        Ok(Self::new(
+            StoreKind::Cluster,
+            Target::Cluster(Box::new(client)),
+            o,
+            ttl,
+        ))
+    }
+
+    fn new(kind: StoreKind, target: Target, opts: &RedisOptions, ttl: Duration) -> RedisStore {
+        RedisStore {
+            kind,
+            target,
+            opts: opts.clone(),
+            ttl_ms: ttl_ms(ttl),
+            conn: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The connection, made on first use (inside the server's runtime: the clients spawn
+    /// their driver tasks there) and kept; a failed connect is retried after a pause.
+    async fn connection(&self) -> Result<Conn, StoreError> {
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
+        }
+        let Ok(mut last_failure) = self.connecting.try_lock() else {
+            return Err(unavailable("connecting"));
+        };
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
+        }
+        if last_failure.is_some_and(|t| t.elapsed() < RECONNECT_PAUSE) {
+            return Err(unavailable("not connected (retrying shortly)"));
+        }
+        let connect = async {
+            match &self.target {
+                Target::Standalone(client) => {
+                    let cfg = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(self.opts.connect_timeout))
+                        .set_response_timeout(Some(self.opts.command_timeout))
+                        .set_number_of_retries(2)
+                        .set_min_delay(Duration::from_millis(10))
+                        .set_max_delay(Duration::from_millis(500));
+                    ConnectionManager::new_with_config(client.clone(), cfg)
+                        .await
+                        .map(Conn::Standalone)
+                }
+                Target::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+            }
+        };
+        let outcome = tokio::time::timeout(self.opts.connect_timeout * 2, connect).await;
+        match outcome {
+            Ok(Ok(conn)) => {
+                *last_failure = None;
+                self.conn.store(Some(Arc::new(conn.clone())));
+                Ok(conn)
+            }
+            Ok(Err(e)) => {
+                *last_failure = Some(Instant::now());
+                Err(unavailable(e))
+            }
+            Err(_) => {
+                *last_failure = Some(Instant::now());
+                Err(unavailable("connect timed out"))
+            }
+        }
+    }
+
+    /// Run `pipe` with the command timeout, retrying retryable failures within the budget.
+    async fn run(&self, pipe: &redis::Pipeline) -> Result<Vec<Value>, StoreError> {
+        let mut slept = Duration::ZERO;
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            let mut conn = self.connection().await?;
+            let attempt = async {
+                match &mut conn {
+                    Conn::Standalone(c) => c.req_packed_commands(pipe, 0, pipe.len()).await,
+                    Conn::Cluster(c) => c.req_packed_commands(pipe, 0, pipe.len()).await,
+                }
+            };
+            let error = match tokio::time::timeout(self.opts.command_timeout, attempt).await {
+                Ok(Ok(values)) => return Ok(values),
+                Ok(Err(e)) if !retryable(&e) => return Err(unavailable(e)),
+                Ok(Err(e)) => unavailable(e),
+                Err(_) => unavailable(format!("no answer within {:?}", self.opts.command_timeout)),
+            };
+            // The cluster client has already retried inside its own budget.
+            if self.kind == StoreKind::Cluster || slept + backoff > self.opts.retry_budget {
+                return Err(error);
+            }
+            tokio::time::sleep(backoff).await;
+            slept += backoff;
+            backoff *= 2;
+        }
+    }
+}
+
+fn retryable(e: &RedisError) -> bool {
+    e.is_timeout()
+        || matches!(
+            e.retry_method(),
+            RetryMethod::RetryImmediately | RetryMethod::WaitAndRetry | RetryMethod::Reconnect
+        )
+}
+
+fn bytes_of(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// The first error a pipeline answered with (a server error is a value, not an `Err`).
+fn server_error(values: &[Value]) -> Option<StoreError> {
+    values.iter().find_map(|v| match v {
+        Value::ServerError(e) => Some(unavailable(format!("{e:?}"))),
+        _ => None,
+    })
+}
+
+#[async_trait]
+impl DialogStore for RedisStore {
+    fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    async fn load(&self, user: &str) -> Result<Option<DialogState>, StoreError> {
+        let prefix = &self.opts.key_prefix;
+        let mut pipe = redis::pipe();
+        pipe.cmd("GETEX")
+            .arg(state_key(prefix, user))
+            .arg("PX")
+            .arg(self.ttl_ms)
+            .cmd("PEXPIRE")
+            .arg(latest_key(prefix, user))
+            .arg(self.ttl_ms);
+        let values = self.run(&pipe).await?;
+        if let Some(e) = server_error(&values) {
+            return Err(e);
+        }
+        match values.first() {
+            Some(Value::Nil) | None => Ok(None),
+            Some(v) => {
+                let bytes = bytes_of(v).ok_or_else(|| StoreError::Corrupt(format!("{v:?}")))?;
+                DialogState::decode(bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+        }
+    }
+
+    async fn save(
+        &self,
+        user: &str,
+        encoded: &[u8],
+        latest: Option<&LatestTurn>,
+    ) -> Result<(), StoreError> {
+        let prefix = &self.opts.key_prefix;
+        let index = latest_key(prefix, user);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(state_key(prefix, user))
+            .arg(encoded)
+            .arg("PX")
+            .arg(self.ttl_ms);
+        if let Some(l) = latest {
+            let value = l.encode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            pipe.cmd("HSET")
+                .arg(&index)
+                .arg(l.intent.as_str())
+                .arg(value);
+        }
+        pipe.cmd("PEXPIRE").arg(&index).arg(self.ttl_ms);
+        let wanted = self.opts.wait_replicas;
+        if wanted > 0 {
+            let wait_ms = u64::try_from(self.opts.wait_timeout.as_millis())
+                .unwrap_or(1)
+                .max(1);
+            pipe.cmd("WAIT").arg(wanted).arg(wait_ms);
+        }
+        let values = self.run(&pipe).await?;
+        if let Some(e) = server_error(&values) {
+            return Err(e);
+        }
+        if wanted > 0 {
+            let got = match values.last() {
+                Some(Value::Int(n)) => u32::try_from(*n).unwrap_or(0),
+                _ => 0,
+            };
+            if got < wanted {
+                return Err(StoreError::NotReplicated { wanted, got });
+            }
+        }
+        Ok(())
+    }
+
+    async fn latest(&self, user: &str, intent: Intent) -> Result<Option<LatestTurn>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGET")
+            .arg(latest_key(&self.opts.key_prefix, user))
+            .arg(intent.as_str());
+        let values = self.run(&pipe).await?;
+        if let Some(e) = server_error(&values) {
+            return Err(e);
+        }
+        match values.first() {
+            Some(Value::Nil) | None => Ok(None),
+            Some(v) => {
+                let bytes = bytes_of(v).ok_or_else(|| StoreError::Corrupt(format!("{v:?}")))?;
+                LatestTurn::decode(bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+        }
+    }
+}
