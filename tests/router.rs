@@ -36,11 +36,12 @@ fn classify_cli_and_server_agree() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), texts.len());
     let mut rule = 0;
-    for (text, line) in texts.iter().zip(lines) {
+    // One user per message: `classify` decides messages alone, without a dialogue.
+    for (i, (text, line)) in texts.iter().zip(lines).enumerate() {
         let cols: Vec<&str> = line.split('\t').collect();
         assert_eq!(cols.len(), 3, "{line}");
         let (intent, confidence, stage) = (cols[0], cols[1].parse::<f64>().unwrap(), cols[2]);
-        let v = server.chat("agree", text).json();
+        let v = server.chat(&format!("agree-{i}"), text).json();
         assert_eq!(v["intent"], intent, "{text}: cli {line}, server {v}");
         let served = v["confidence"].as_f64().unwrap();
         assert!(
