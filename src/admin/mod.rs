@@ -1,6 +1,8 @@
 //! The admin listener (loopback by default): health, Prometheus metrics, reload status, and
 //! a reload trigger for operators who prefer curl to `kill -HUP`.
 
+mod users;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -123,6 +125,17 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_owned();
+        if let Some(user) = users::route(&path) {
+            if method != Method::GET {
+                return json_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &serde_json::json!({"error": {"code": "method_not_allowed", "message": "GET /admin/users/{user_id}/latest?intent=<id>"}}),
+                );
+            }
+            let query = session.req_header().uri.query().map(str::to_owned);
+            let snapshot = self.reloader.current.load_full();
+            return users::latest(&snapshot.dialog, user, query.as_deref()).await;
+        }
         match (method, path.as_str()) {
             (Method::GET, "/healthz") => self.health(),
             (Method::GET, "/metrics") => build(
@@ -151,7 +164,7 @@ impl ServeHttp for AdminApp {
             ),
             _ => json_response(
                 StatusCode::NOT_FOUND,
-                &serde_json::json!({"error": {"code": "not_found", "message": "GET /healthz, GET /metrics, POST /reload"}}),
+                &serde_json::json!({"error": {"code": "not_found", "message": "GET /healthz, GET /metrics, POST /reload, GET /admin/users/{user_id}/latest?intent=<id>"}}),
             ),
         }
     }

@@ -9,8 +9,8 @@
 //!   acknowledged only once `n` replicas hold it and a failover cannot lose it.
 //!
 //! Time is bounded at every step: connecting (`connect_timeout`), each attempt
-//! (`command_timeout`), and retries (exponential backoff from 1 ms while the sleeps stay
-//! within `retry_budget`). The cluster client retries redirections and reconnects itself;
+//! (`command_timeout`), and retries of connection failures (exponential backoff from 1 ms
+//! while the sleeps stay within `retry_budget`; a timed-out attempt is not retried). The cluster client retries redirections and reconnects itself;
 //! its retry waits are set from the same budget.
 
 use std::sync::Arc;
@@ -171,7 +171,11 @@ impl RedisStore {
                 Ok(Ok(values)) => return Ok(values),
                 Ok(Err(e)) if !retryable(&e) => return Err(unavailable(e)),
                 Ok(Err(e)) => unavailable(e),
-                Err(_) => unavailable(format!("no answer within {:?}", self.opts.command_timeout)),
+                // A server too slow for one attempt is too slow for the next: no retry.
+                Err(_) => {
+                    let waited = self.opts.command_timeout;
+                    return Err(unavailable(format!("no answer within {waited:?}")));
+                }
             };
             // The cluster client has already retried inside its own budget.
             if self.kind == StoreKind::Cluster || slept + backoff > self.opts.retry_budget {
@@ -184,9 +188,10 @@ impl RedisStore {
     }
 }
 
+/// Connection-level failures (the manager reconnects meanwhile); not timeouts, not answers.
 fn retryable(e: &RedisError) -> bool {
-    e.is_timeout()
-        || matches!(
+    !e.is_timeout()
+        && matches!(
             e.retry_method(),
             RetryMethod::RetryImmediately | RetryMethod::WaitAndRetry | RetryMethod::Reconnect
         )

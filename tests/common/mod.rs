@@ -2,6 +2,8 @@
 //! binary started on free ports, a small HTTP/1.1 client and a stub upstream.
 #![allow(dead_code)]
 
+pub mod redis_env;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
