@@ -8,9 +8,9 @@ run:
 	exec target/release/kefu-edge -c conf/
 
 # The whole test suite: formatting, lints, unit and integration tests (real binary, real
-# sockets), and the README's curl examples (tests/smoke.sh, run by tests/smoke.rs).
+# sockets, real Redis and a Redis Cluster), and the README's curl examples (tests/smoke.sh, run by tests/smoke.rs).
 test:
-	scripts/setup.sh
+	scripts/setup.sh --test
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test

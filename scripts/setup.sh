@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Installs what building and testing kefu-edge needs on a Debian/Ubuntu machine that has
-# Rust: cmake (pingora builds zlib-ng with it), a C compiler, curl (the smoke test).
+# Rust: cmake (pingora builds zlib-ng with it), a C compiler, curl (the smoke test),
+# redis-server and redis-cli (the dialogue tests start their own servers and a cluster; the
+# standalone tests use the Redis on 127.0.0.1:6379, which `setup.sh --test` starts if none
+# answers; the server's shipped default keeps dialogue state in memory and needs no Redis).
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v cc >/dev/null || need+=(build-essential)
 command -v curl >/dev/null || need+=(curl)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
 if ((${#need[@]})); then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo
     echo "setup: installing ${need[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ "${1:-}" = --test ] && ! redis-cli -p 6379 ping >/dev/null 2>&1; then
+    echo "setup: starting redis-server on 127.0.0.1:6379 (for the tests)"
+    redis-server --port 6379 --bind 127.0.0.1 --save "" --appendonly no --daemonize yes >/dev/null
 fi
 command -v cargo >/dev/null || { echo "setup: Rust is missing: install it from https://rustup.rs" >&2; exit 1; }
 

@@ -96,6 +96,16 @@ fn context_changes_answers_in_the_embedded_store() {
         0
     );
 
+    // A reload that changes the context rules keeps the store and its states.
+    conf.patch("dialog.yaml", "within: 10m", "within: 20m");
+    let r = common::post(server.admin, "/reload", "", b"").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        turn_of(&server.chat("mem-3", "好的谢谢")),
+        Some(3),
+        "the dialogue survived"
+    );
+
     // A user id with braces and slashes stays one user (its hash tag is escaped).
     let odd = "a}b{c";
     server.chat(odd, "我要换货 换大一码");

@@ -36,6 +36,13 @@ expect "burst then 429" "$codes" '200 200 200 200 200 200 200 200 200 200 429 42
 out=$(curl -s -i "$url/v1/chat" -d '{"user_id":"u2","text":"在吗"}')
 expect "Retry-After" "$(tr 'A-Z' 'a-z' <<<"$out")" 'retry-after:'
 
+out=$(curl -s "$url/v1/chat" -d '{"user_id":"u3","text":"这件外套大了 能换小一号吗 单号4410298736651207"}')
+expect "dialogue turn 1" "$out" '"intent":"exchange_goods"'
+out=$(curl -s "$url/v1/chat" -d '{"user_id":"u3","text":"算了还是直接退了吧"}')
+expect "dialogue follow-up" "$out" '"intent":"return_goods"'
+out=$(curl -s "$admin/admin/users/u3/latest?intent=return_goods")
+expect "latest-intent index" "$out" '"order":"4410298736651207","turn":2'
+
 before=$(curl -s "$admin/healthz")
 out=$(curl -s -X POST "$admin/reload")
 expect "reload" "$out" '"ok":true'

@@ -28,6 +28,14 @@ struct Health<'a> {
     version: &'a str,
     config: ReloadStatus,
     model: ModelStatus,
+    dialog: DialogStatus,
+}
+
+/// Where dialogue state lives.
+#[derive(Serialize)]
+struct DialogStatus {
+    enabled: bool,
+    store: &'static str,
 }
 
 /// What the model stage serves, and how its last load went.
@@ -88,6 +96,13 @@ impl AdminApp {
                 version: env!("CARGO_PKG_VERSION"),
                 config: self.reloader.status(),
                 model: ModelStatus::of(&self.reloader.model),
+                dialog: {
+                    let snapshot = self.reloader.current.load();
+                    DialogStatus {
+                        enabled: snapshot.dialog.enabled,
+                        store: snapshot.dialog.store().kind().as_str(),
+                    }
+                },
             },
         )
     }

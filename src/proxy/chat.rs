@@ -131,7 +131,9 @@ impl KefuProxy {
                     text: request.text.to_string(),
                 },
                 &turn_slots,
-                answer.source == Source::Fallback,
+                // The fallback's reply hands the user to a person; so does a rule answer to
+                // an explicit request for one.
+                answer.source == Source::Fallback || answer.intent == Intent::HumanAgent,
                 dialog.history,
             );
             if self.save_state(dialog, &request.user_id, state).await {
