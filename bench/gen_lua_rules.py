@@ -78,6 +78,16 @@ def fold(s: str) -> str:
 
 # ---------------------------------------------------------------- templates (src/rules/template.rs)
 
+# Dialogue slots: kefu-edge fills them from a user's dialogue state; the nginx tier keeps
+# none, so templates that use them are left out there (kefu-edge, too, answers a message
+# without a dialogue from the other templates).
+SLOT_VARS = {"order", "size", "color"}
+
+
+class SlotTemplate(Exception):
+    pass
+
+
 def render_template(src: str, campaign: str) -> str:
     if not src.strip():
         raise ConfError("empty template")
@@ -94,8 +104,10 @@ def render_template(src: str, campaign: str) -> str:
             if j < 0:
                 raise ConfError("unclosed `{` (write `{{` for a literal brace)")
             name = src[i + 1:j].strip()
+            if name in SLOT_VARS:
+                raise SlotTemplate(name)
             if name != "campaign":
-                raise ConfError(f"unknown variable `{{{name}}}` (known: {{campaign}})")
+                raise ConfError(f"unknown variable `{{{name}}}` (known: {{campaign}}, {{order}}, {{size}}, {{color}})")
             out.append(campaign)
             i = j + 1
         elif c == "}":
@@ -237,6 +249,8 @@ def read_intents(path: str, campaign: str) -> dict:
         for r in as_list(rules.get("replies"), f"{where}.replies"):
             try:
                 replies.append(render_template(str(r), campaign))
+            except SlotTemplate:
+                continue
             except ConfError as e:
                 errors.append(f"{where}: reply `{r}`: {e}")
         prio = rules.get("priority", 0)

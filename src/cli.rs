@@ -54,6 +54,10 @@ pub enum Command {
     EvalDialogues {
         #[arg(default_value = "models/data/dialogues.tsv")]
         file: PathBuf,
+        /// Also run the model stage on the turns the fast path hands on (as the server
+        /// does), instead of scoring the router's guess there.
+        #[arg(long)]
+        with_model: bool,
     },
     /// Score every operator keyword rule of intents.yaml on the training split: how often it
     /// decided and how often rightly, worst first.

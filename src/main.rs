@@ -80,7 +80,9 @@ fn main() -> ExitCode {
             };
             train_router(&cli.conf, &opts)
         }
-        Some(Command::EvalDialogues { file }) => eval_dialogues(&cli.conf, &file),
+        Some(Command::EvalDialogues { file, with_model }) => {
+            eval_dialogues(&cli.conf, &file, with_model)
+        }
         Some(Command::AuditKeywords { data }) => audit(&cli.conf, &data_only(data)),
         Some(Command::ExportSplits { data, out }) => export(&cli.conf, &data_only(data), &out),
         None => serve(cli, hangup),
@@ -242,8 +244,17 @@ impl Decider {
     /// The fast-path decision; for a message it hands on, the model's intent when the
     /// model stage runs (a model failure leaves the router's guess).
     fn decide(&self, text: &str) -> Decision {
-        let d = self.pipeline.decide(text);
-        match (&self.model, d.stage) {
+        self.decide_in_context(text, &[]).0
+    }
+
+    /// [`Decider::decide`] for a message of a dialogue whose recent intents are `recent`
+    /// (newest first); the flag says whether the context decided (then no model is asked).
+    fn decide_in_context(&self, text: &str, recent: &[Intent]) -> (Decision, bool) {
+        let (d, by_context) = self.pipeline.decide_in_context(text, recent);
+        if by_context {
+            return (d, true);
+        }
+        let d = match (&self.model, d.stage) {
             (Some(model), Stage::Model) => match model.classify_blocking(text) {
                 Ok(p) => {
                     let p = self.pipeline.model_intent(text, &p, self.router_weight);
@@ -259,7 +270,8 @@ impl Decider {
                 }
             },
             _ => d,
-        }
+        };
+        (d, false)
     }
 }
 
@@ -336,16 +348,17 @@ fn train_router(dir: &Path, opts: &TrainOptions) -> ExitCode {
     }
 }
 
-fn eval_dialogues(dir: &Path, file: &Path) -> ExitCode {
-    let Some(config) = load(dir) else {
+fn eval_dialogues(dir: &Path, file: &Path, with_model: bool) -> ExitCode {
+    let Some(decider) = Decider::open(dir, with_model) else {
         return ExitCode::FAILURE;
     };
     let run = || -> anyhow::Result<kefu_edge::dialog::eval::Report> {
-        let pipeline = kefu_edge::pipeline::Pipeline::new(&config, None)?;
         let text = std::fs::read_to_string(file)
             .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         let turns = kefu_edge::dialog::eval::parse(&text)?;
-        Ok(kefu_edge::dialog::eval::run(&pipeline, &turns))
+        Ok(kefu_edge::dialog::eval::run(&turns, |text, recent| {
+            decider.decide_in_context(text, recent)
+        }))
     };
     match run() {
         Ok(report) => {

@@ -23,6 +23,12 @@ fn use_redis(conf: &Conf, url: &str, prefix: &str) {
         "key_prefix: \"kefu:\"",
         &format!("key_prefix: \"{prefix}\""),
     );
+    // Generous on a loaded test machine: a frozen Redis still times out, a busy one not.
+    conf.patch(
+        "dialog.yaml",
+        "command_timeout: 50ms",
+        "command_timeout: 1s",
+    );
 }
 
 fn turn_of(r: &common::Response) -> Option<u32> {

@@ -40,6 +40,7 @@ out=$(curl -s "$url/v1/chat" -d '{"user_id":"u3","text":"这件外套大了 能�
 expect "dialogue turn 1" "$out" '"intent":"exchange_goods"'
 out=$(curl -s "$url/v1/chat" -d '{"user_id":"u3","text":"算了还是直接退了吧"}')
 expect "dialogue follow-up" "$out" '"intent":"return_goods"'
+expect "order slot in the reply" "$out" '亲，订单4410298736651207可以在订单页'
 out=$(curl -s "$admin/admin/users/u3/latest?intent=return_goods")
 expect "latest-intent index" "$out" '"order":"4410298736651207","turn":2'
 

@@ -53,6 +53,15 @@ pub struct RedisStore {
     connecting: tokio::sync::Mutex<Option<Instant>>,
 }
 
+/// The longest one attempt may take: the command timeout, plus the `WAIT` of a save.
+fn attempt_timeout(o: &RedisOptions) -> Duration {
+    if o.wait_replicas > 0 {
+        o.command_timeout + o.wait_timeout
+    } else {
+        o.command_timeout
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -84,7 +93,8 @@ impl RedisStore {
             .max_retry_wait(max_wait)
             .retry_wait_formula(1, 2)
             .connection_timeout(o.connect_timeout)
-            .response_timeout(o.command_timeout)
+            // The client's own timeout bounds every request, a save's WAIT included.
+            .response_timeout(attempt_timeout(o))
             .build()
             .map_err(unavailable)?;
         Ok(Self::new(
@@ -126,7 +136,7 @@ impl RedisStore {
                 Target::Standalone(client) => {
                     let cfg = ConnectionManagerConfig::new()
                         .set_connection_timeout(Some(self.opts.connect_timeout))
-                        .set_response_timeout(Some(self.opts.command_timeout))
+                        .set_response_timeout(Some(attempt_timeout(&self.opts)))
                         .set_number_of_retries(2)
                         .set_min_delay(Duration::from_millis(10))
                         .set_max_delay(Duration::from_millis(500));
@@ -155,8 +165,12 @@ impl RedisStore {
         }
     }
 
-    /// Run `pipe` with the command timeout, retrying retryable failures within the budget.
-    async fn run(&self, pipe: &redis::Pipeline) -> Result<Vec<Value>, StoreError> {
+    fn attempt_timeout(&self) -> Duration {
+        attempt_timeout(&self.opts)
+    }
+
+    /// Run `pipe` within `limit`, retrying retryable failures within the budget.
+    async fn run(&self, pipe: &redis::Pipeline, limit: Duration) -> Result<Vec<Value>, StoreError> {
         let mut slept = Duration::ZERO;
         let mut backoff = Duration::from_millis(1);
         loop {
@@ -167,15 +181,12 @@ impl RedisStore {
                     Conn::Cluster(c) => c.req_packed_commands(pipe, 0, pipe.len()).await,
                 }
             };
-            let error = match tokio::time::timeout(self.opts.command_timeout, attempt).await {
+            let error = match tokio::time::timeout(limit, attempt).await {
                 Ok(Ok(values)) => return Ok(values),
                 Ok(Err(e)) if !retryable(&e) => return Err(unavailable(e)),
                 Ok(Err(e)) => unavailable(e),
                 // A server too slow for one attempt is too slow for the next: no retry.
-                Err(_) => {
-                    let waited = self.opts.command_timeout;
-                    return Err(unavailable(format!("no answer within {waited:?}")));
-                }
+                Err(_) => return Err(unavailable(format!("no answer within {limit:?}"))),
             };
             // The cluster client has already retried inside its own budget.
             if self.kind == StoreKind::Cluster || slept + backoff > self.opts.retry_budget {
@@ -228,7 +239,7 @@ impl DialogStore for RedisStore {
             .cmd("PEXPIRE")
             .arg(latest_key(prefix, user))
             .arg(self.ttl_ms);
-        let values = self.run(&pipe).await?;
+        let values = self.run(&pipe, self.opts.command_timeout).await?;
         if let Some(e) = server_error(&values) {
             return Err(e);
         }
@@ -272,7 +283,7 @@ impl DialogStore for RedisStore {
                 .max(1);
             pipe.cmd("WAIT").arg(wanted).arg(wait_ms);
         }
-        let values = self.run(&pipe).await?;
+        let values = self.run(&pipe, self.attempt_timeout()).await?;
         if let Some(e) = server_error(&values) {
             return Err(e);
         }
@@ -293,7 +304,7 @@ impl DialogStore for RedisStore {
         pipe.cmd("HGET")
             .arg(latest_key(&self.opts.key_prefix, user))
             .arg(intent.as_str());
-        let values = self.run(&pipe).await?;
+        let values = self.run(&pipe, self.opts.command_timeout).await?;
         if let Some(e) = server_error(&values) {
             return Err(e);
         }

@@ -154,13 +154,18 @@ impl RedisCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         // A replica must finish its first sync before its master may be killed (NOTES.md):
         // no diskless-sync delay, and the test waits for every link to be up.
+        // The bus port is chosen too: by default it is the port + 10000, which can fall in
+        // the kernel's ephemeral range and be taken.
         let nodes: Vec<RedisProcess> = (0..6)
             .map(|_| {
+                let bus = free_port().to_string();
                 RedisProcess::start(
                     dir.path(),
                     &[
                         "--cluster-enabled",
                         "yes",
+                        "--cluster-port",
+                        &bus,
                         "--cluster-node-timeout",
                         "2000",
                         "--repl-diskless-sync-delay",
