@@ -24,7 +24,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, RetryMethod, Value};
 
 use super::store::{DialogStore, StoreError, latest_key, state_key};
-use super::{DialogState, LatestTurn};
+use super::{DialogState, LatestTurn, StateError};
 use crate::config::{ClusterConfig, RedisConfig, RedisOptions, StoreKind};
 use crate::intent::Intent;
 
@@ -182,7 +182,12 @@ impl RedisStore {
                 }
             };
             let error = match tokio::time::timeout(limit, attempt).await {
-                Ok(Ok(values)) => return Ok(values),
+                Ok(Ok(values)) => {
+                    return match server_error(&values) {
+                        Some(e) => Err(e),
+                        None => Ok(values),
+                    };
+                }
                 Ok(Err(e)) if !retryable(&e) => return Err(unavailable(e)),
                 Ok(Err(e)) => unavailable(e),
                 // A server too slow for one attempt is too slow for the next: no retry.
@@ -208,10 +213,17 @@ fn retryable(e: &RedisError) -> bool {
         )
 }
 
-fn bytes_of(v: &Value) -> Option<&[u8]> {
-    match v {
-        Value::BulkString(b) => Some(b),
-        _ => None,
+/// The first answer of a pipeline, decoded: `None` for a missing key.
+fn decode_first<T>(
+    values: &[Value],
+    decode: fn(&[u8]) -> Result<T, StateError>,
+) -> Result<Option<T>, StoreError> {
+    match values.first() {
+        Some(Value::Nil) | None => Ok(None),
+        Some(Value::BulkString(bytes)) => decode(bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string())),
+        Some(v) => Err(StoreError::Corrupt(format!("unexpected answer {v:?}"))),
     }
 }
 
@@ -240,18 +252,7 @@ impl DialogStore for RedisStore {
             .arg(latest_key(prefix, user))
             .arg(self.ttl_ms);
         let values = self.run(&pipe, self.opts.command_timeout).await?;
-        if let Some(e) = server_error(&values) {
-            return Err(e);
-        }
-        match values.first() {
-            Some(Value::Nil) | None => Ok(None),
-            Some(v) => {
-                let bytes = bytes_of(v).ok_or_else(|| StoreError::Corrupt(format!("{v:?}")))?;
-                DialogState::decode(bytes)
-                    .map(Some)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            }
-        }
+        decode_first(&values, DialogState::decode)
     }
 
     async fn save(
@@ -284,9 +285,6 @@ impl DialogStore for RedisStore {
             pipe.cmd("WAIT").arg(wanted).arg(wait_ms);
         }
         let values = self.run(&pipe, self.attempt_timeout()).await?;
-        if let Some(e) = server_error(&values) {
-            return Err(e);
-        }
         if wanted > 0 {
             let got = match values.last() {
                 Some(Value::Int(n)) => u32::try_from(*n).unwrap_or(0),
@@ -305,17 +303,6 @@ impl DialogStore for RedisStore {
             .arg(latest_key(&self.opts.key_prefix, user))
             .arg(intent.as_str());
         let values = self.run(&pipe, self.opts.command_timeout).await?;
-        if let Some(e) = server_error(&values) {
-            return Err(e);
-        }
-        match values.first() {
-            Some(Value::Nil) | None => Ok(None),
-            Some(v) => {
-                let bytes = bytes_of(v).ok_or_else(|| StoreError::Corrupt(format!("{v:?}")))?;
-                LatestTurn::decode(bytes)
-                    .map(Some)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            }
-        }
+        decode_first(&values, LatestTurn::decode)
     }
 }

@@ -143,6 +143,28 @@ pub fn cli(port: u16, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// `redis-cli -p <port>` fed `commands` on stdin (one connection), its output.
+fn cli_stdin(port: u16, commands: &str) -> String {
+    use std::io::Write;
+    let Ok(mut child) = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return String::new();
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(commands.as_bytes());
+    }
+    child
+        .wait_with_output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
 /// A Redis Cluster of three masters with one replica each, on loopback.
 pub struct RedisCluster {
     pub nodes: Vec<RedisProcess>,
@@ -185,6 +207,7 @@ impl RedisCluster {
         assert!(created.is_some(), "redis-cli --cluster create failed");
         let cluster = RedisCluster { nodes, _dir: dir };
         cluster.wait_healthy(Duration::from_secs(30));
+        cluster.wait_writes_replicated(Duration::from_secs(30));
         cluster
     }
 
@@ -212,6 +235,39 @@ impl RedisCluster {
                 "cluster not healthy in {within:?}"
             );
             thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Until a write on every master is acknowledged by a replica (`WAIT 1`). A replica
+    /// reported `online` just after its first sync may not acknowledge yet (seen here:
+    /// `WAIT 1 500` answering 0), which a test must not mistake for lost replication.
+    pub fn wait_writes_replicated(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            if !n.cli(&["ROLE"]).unwrap_or_default().starts_with("master") {
+                continue;
+            }
+            // A key of a slot this master holds.
+            let key = (0..10_000)
+                .map(|i| format!("ready:{{{i}}}"))
+                .find(|k| {
+                    n.cli(&["CLUSTER", "KEYSLOT", k])
+                        .and_then(|s| s.parse::<u16>().ok())
+                        .is_some_and(|slot| owns_slot(n, slot))
+                })
+                .expect("a key of this master");
+            loop {
+                let out = cli_stdin(n.port, &format!("SET {key} 1\nWAIT 1 200\n"));
+                if out.lines().nth(1).map(str::trim) == Some("1") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "writes on :{} not replicated",
+                    n.port
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 
