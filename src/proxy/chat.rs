@@ -15,7 +15,7 @@ use crate::api::{self, ApiError, ChatRequest, Limits, TraceId};
 use crate::config::AnswerUpstream;
 use crate::dialog::{self, Dialog, DialogState, Slots};
 use crate::intent::Intent;
-use crate::model::{ModelError, Prediction};
+use crate::model::ModelError;
 use crate::pipeline::{Answer, ModelVerdict, Source, Stage};
 use crate::state::Snapshot;
 
@@ -113,7 +113,7 @@ impl KefuProxy {
             }
             None => (Vec::new(), turn_slots.clone()),
         };
-        let turn = Turn {
+        let turn = TurnContext {
             recent: &recent,
             slots: &slots,
         };
@@ -151,7 +151,7 @@ impl KefuProxy {
 const TURN_HEADER: http::HeaderName = http::HeaderName::from_static("x-kefu-turn");
 
 /// What the dialogue gives one message.
-struct Turn<'a> {
+struct TurnContext<'a> {
     /// Intents of the recent turns, newest first.
     recent: &'a [Intent],
     slots: &'a Slots,
@@ -204,7 +204,7 @@ impl KefuProxy {
         snap: &'s Snapshot,
         request: &ChatRequest<'_>,
         trace_id: &TraceId,
-        turn: &Turn<'_>,
+        turn: &TurnContext<'_>,
     ) -> Answer<'s> {
         let (decision, by_context) = snap.pipeline.decide_in_context(&request.text, turn.recent);
         if by_context {
@@ -222,22 +222,16 @@ impl KefuProxy {
                 answer
             }
             Stage::Model if by_context => {
-                // The dialogue decided an intent the rule cache has no replies for.
-                let prediction = Prediction {
-                    intent: decision.intent,
-                    prob: decision.confidence,
-                    probs: Vec::new(),
-                    batch_size: 0,
-                };
-                let answer = snap
-                    .pipeline
-                    .answer_from_model(&decision, None, 1.0, turn.slots)
-                    .0;
+                // The dialogue decided an intent the rule cache has no replies for: the
+                // shop's bot, else the fallback.
+                let answer = snap.pipeline.answer_decided(&decision, turn.slots);
                 match &snap.config.model.answer_upstream {
-                    Some(up) => self
-                        .ask_bot(snap, up, request, &prediction, trace_id, turn)
-                        .await
-                        .unwrap_or(answer),
+                    Some(up) => {
+                        let (intent, confidence) = (decision.intent, decision.confidence);
+                        self.ask_bot(snap, up, request, (intent, confidence), trace_id, turn)
+                            .await
+                            .unwrap_or(answer)
+                    }
                     None => answer,
                 }
             }
@@ -264,7 +258,14 @@ impl KefuProxy {
                         );
                         match &snap.config.model.answer_upstream {
                             Some(up) if unanswered => self
-                                .ask_bot(snap, up, request, &prediction, trace_id, turn)
+                                .ask_bot(
+                                    snap,
+                                    up,
+                                    request,
+                                    (prediction.intent, prediction.prob),
+                                    trace_id,
+                                    turn,
+                                )
                                 .await
                                 .unwrap_or(answer),
                             _ => answer,
@@ -293,15 +294,15 @@ impl KefuProxy {
         snap: &'s Snapshot,
         up: &AnswerUpstream,
         request: &ChatRequest<'_>,
-        prediction: &Prediction,
+        (intent, confidence): (Intent, f32),
         trace_id: &TraceId,
-        turn: &Turn<'_>,
+        turn: &TurnContext<'_>,
     ) -> Option<Answer<'s>> {
         let question = answer::Question {
             user_id: &request.user_id,
             text: &request.text,
-            intent: prediction.intent,
-            confidence: prediction.prob,
+            intent,
+            confidence,
             trace_id: trace_id.as_str(),
             previous_intent: turn.recent.first().copied(),
             order: turn.slots.order.as_deref(),
@@ -312,8 +313,8 @@ impl KefuProxy {
         };
         match result {
             Ok(reply) => Some(Answer {
-                intent: prediction.intent,
-                confidence: prediction.prob,
+                intent,
+                confidence,
                 source: Source::Upstream,
                 reply: snap.pipeline.finish(reply),
             }),
