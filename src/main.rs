@@ -15,6 +15,7 @@ use pingora::services::listening::Service;
 use kefu_edge::admin::AdminApp;
 use kefu_edge::cli::{Cli, Command};
 use kefu_edge::config::Config;
+use kefu_edge::dialog::Context;
 use kefu_edge::eval::Evaluation;
 use kefu_edge::intent::Intent;
 use kefu_edge::metrics::Metrics;
@@ -244,13 +245,13 @@ impl Decider {
     /// The fast-path decision; for a message it hands on, the model's intent when the
     /// model stage runs (a model failure leaves the router's guess).
     fn decide(&self, text: &str) -> Decision {
-        self.decide_in_context(text, &[]).0
+        self.decide_in_context(text, &Context::NONE).0
     }
 
-    /// [`Decider::decide`] for a message of a dialogue whose recent intents are `recent`
-    /// (newest first); the flag says whether the context decided (then no model is asked).
-    fn decide_in_context(&self, text: &str, recent: &[Intent]) -> (Decision, bool) {
-        let (d, by_context) = self.pipeline.decide_in_context(text, recent);
+    /// [`Decider::decide`] for a message of a dialogue; the flag says whether the context
+    /// decided (then no model is asked).
+    fn decide_in_context(&self, text: &str, context: &Context<'_>) -> (Decision, bool) {
+        let (d, by_context) = self.pipeline.decide_in_context(text, context);
         if by_context {
             return (d, true);
         }
@@ -356,8 +357,8 @@ fn eval_dialogues(dir: &Path, file: &Path, with_model: bool) -> ExitCode {
         let text = std::fs::read_to_string(file)
             .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         let turns = kefu_edge::dialog::eval::parse(&text)?;
-        Ok(kefu_edge::dialog::eval::run(&turns, |text, recent| {
-            decider.decide_in_context(text, recent)
+        Ok(kefu_edge::dialog::eval::run(&turns, |text, context| {
+            decider.decide_in_context(text, context)
         }))
     };
     match run() {

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use crate::config::Config;
-use crate::dialog::{ContextRules, Slots};
+use crate::dialog::{Context, ContextRules, Slots};
 use crate::intent::{Intent, Tier};
 use crate::model::Prediction;
 use crate::post::ReplyFilter;
@@ -252,19 +252,19 @@ impl Pipeline {
     /// reaches that intent's threshold; anything else goes to the model stage, carrying the
     /// router's guess.
     pub fn decide(&self, text: &str) -> Decision {
-        self.decide_in_context(text, &[]).0
+        self.decide_in_context(text, &Context::NONE).0
     }
 
-    /// The fast-path decision for a message of a dialogue whose recent turns (within the
-    /// context window, newest first) had intents `recent`. An operator keyword rule still wins: it names
-    /// the question outright. Next, a follow-up rule of `dialog.yaml` that fits the previous
-    /// intent answers (confidence 1, like a keyword rule); these are the short messages
-    /// ("那要多久") the router cannot place alone. Otherwise the decision is [`Self::decide`]'s.
-    /// The flag says whether the context decided.
-    pub fn decide_in_context(&self, text: &str, recent: &[Intent]) -> (Decision, bool) {
+    /// The fast-path decision for a message of a dialogue. An operator keyword rule still
+    /// wins: it names the question outright. Next, the dialogue's `context` (a follow-up
+    /// rule of `dialog.yaml` that fits a recent intent, or a bare order number) decides with
+    /// confidence 1, like a keyword rule; these are the short messages ("那要多久") the
+    /// router cannot place alone. Otherwise the router's two-stage decision, as for a
+    /// message alone. The flag says whether the context decided.
+    pub fn decide_in_context(&self, text: &str, context: &Context<'_>) -> (Decision, bool) {
         let keyword = self.keywords.classify(text).map(|hit| hit.intent);
         let keyword_answers = keyword.is_some_and(|k| self.rules.answers(k));
-        if !keyword_answers && let Some(intent) = self.context.resolve(text, recent) {
+        if !keyword_answers && let Some(intent) = self.context.resolve(text, context) {
             // An intent without replies is still decided: the caller passes it on (to the
             // shop's bot or the fallback) instead of asking the model about a message that
             // means nothing alone.

@@ -8,7 +8,6 @@
 
 use aho_corasick::AhoCorasick;
 
-use super::Slots;
 use crate::config::{After, ContextConfig, FollowUpIntent};
 use crate::intent::Intent;
 use crate::text;
@@ -18,6 +17,23 @@ struct FollowUp {
     cues: AhoCorasick,
     intent: FollowUpIntent,
     max_chars: usize,
+}
+
+/// What the dialogue offers one message: the intents of its recent turns (newest first,
+/// within the context window) and the order reference the message itself names (read once
+/// by the caller, with the turn's other slots).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    pub recent: &'a [Intent],
+    pub order: Option<&'a str>,
+}
+
+impl Context<'_> {
+    /// No dialogue: the message is decided alone.
+    pub const NONE: Context<'static> = Context {
+        recent: &[],
+        order: None,
+    };
 }
 
 pub struct ContextRules {
@@ -51,12 +67,13 @@ impl ContextRules {
         self.within_secs
     }
 
-    /// The intent `text` has as a follow-up of the dialogue whose recent intents are
-    /// `recent` (newest first), if a rule says so. A rule applies after any of the recent
-    /// intents, so a side question ("S码还有吗") does not end the topic it interrupted.
-    pub fn resolve(&self, text: &str, recent: &[Intent]) -> Option<Intent> {
+    /// The intent `text` has as a follow-up in `context`, if a rule says so. A rule
+    /// applies after any of the recent intents, so a side question ("S码还有吗") does not
+    /// end the topic it interrupted.
+    pub fn resolve(&self, text: &str, context: &Context<'_>) -> Option<Intent> {
+        let recent = context.recent;
         let previous = *recent.first()?;
-        if order_only(text) {
+        if context.order.is_some_and(|order| order_only(text, order)) {
             return Some(previous);
         }
         if self.rules.is_empty() {
@@ -85,9 +102,9 @@ impl ContextRules {
     }
 }
 
-/// Whether `text` only gives an order reference ("订单号 3012…", "就那个单 3012…"): the
-/// answer to "which order?", so it continues the question before it.
-fn order_only(text: &str) -> bool {
+/// Whether `text`, which names the order reference `order`, only gives it ("订单号 3012…",
+/// "就那个单 3012…"): the answer to "which order?", so it continues the question before it.
+fn order_only(text: &str, order: &str) -> bool {
     const FILLER: &[&str] = &[
         "订单号",
         "订单",
@@ -106,10 +123,7 @@ fn order_only(text: &str) -> bool {
         "啊",
         "吧",
     ];
-    let Some(order) = Slots::extract(text).order else {
-        return false;
-    };
-    let mut rest = text.replacen(&order, "", 1);
+    let mut rest = text.replacen(order, "", 1);
     for f in FILLER {
         rest = rest.replace(f, "");
     }
@@ -123,7 +137,18 @@ fn order_only(text: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::FollowUpRule;
+    use crate::dialog::Slots;
     use std::time::Duration;
+
+    /// Resolve as the callers do: the order reference read from the text itself.
+    fn resolve(r: &ContextRules, text: &str, recent: &[Intent]) -> Option<Intent> {
+        let order = Slots::extract(text).order;
+        let context = Context {
+            recent,
+            order: order.as_deref(),
+        };
+        r.resolve(text, &context)
+    }
 
     fn rules() -> ContextRules {
         let rule = |after: After, cues: &[&str], intent, max_chars| FollowUpRule {
@@ -157,20 +182,23 @@ mod tests {
     fn follow_ups_resolve_only_after_their_intents() {
         let r = rules();
         use Intent::*;
-        assert_eq!(r.resolve("那要多久", &[RefundApply]), Some(RefundProgress));
-        assert_eq!(r.resolve("那要多久", &[Coupon]), None);
         assert_eq!(
-            r.resolve("那要多久", &[]),
+            resolve(&r, "那要多久", &[RefundApply]),
+            Some(RefundProgress)
+        );
+        assert_eq!(resolve(&r, "那要多久", &[Coupon]), None);
+        assert_eq!(
+            resolve(&r, "那要多久", &[]),
             None,
             "no dialogue, no follow-up"
         );
         assert_eq!(
-            r.resolve("算了还是直接退了吧", &[StockInquiry, ExchangeGoods]),
+            resolve(&r, "算了还是直接退了吧", &[StockInquiry, ExchangeGoods]),
             Some(ReturnGoods),
             "a side question does not end the exchange"
         );
         assert_eq!(
-            r.resolve("还是那个单子", &[LogisticsTrack]),
+            resolve(&r, "还是那个单子", &[LogisticsTrack]),
             Some(LogisticsTrack)
         );
         assert_eq!(r.within_secs(), 600);
@@ -181,27 +209,33 @@ mod tests {
         let r = rules();
         use Intent::*;
         assert_eq!(
-            r.resolve("订单号 3012345678901234", &[RefundProgress]),
+            resolve(&r, "订单号 3012345678901234", &[RefundProgress]),
             Some(RefundProgress)
         );
         assert_eq!(
-            r.resolve("就是这个 3012345678901234。", &[Invoice]),
+            resolve(&r, "就是这个 3012345678901234。", &[Invoice]),
             Some(Invoice)
         );
-        assert_eq!(r.resolve("3012345678901234 这个要开发票", &[Coupon]), None);
-        assert!(!order_only("订单号3012345678901234 怎么还没发货"));
+        assert_eq!(
+            resolve(&r, "3012345678901234 这个要开发票", &[Coupon]),
+            None
+        );
+        assert!(!order_only(
+            "订单号3012345678901234 怎么还没发货",
+            "3012345678901234"
+        ));
     }
 
     #[test]
     fn long_messages_are_questions_of_their_own() {
         let r = rules();
         assert_eq!(
-            r.resolve("我想问问你们家优惠券多久过期啊", &[Intent::RefundApply]),
+            resolve(&r, "我想问问你们家优惠券多久过期啊", &[Intent::RefundApply]),
             None,
             "over max_chars"
         );
         assert_eq!(
-            r.resolve("那要几天啊", &[Intent::RefundApply]),
+            resolve(&r, "那要几天啊", &[Intent::RefundApply]),
             Some(Intent::RefundProgress)
         );
     }

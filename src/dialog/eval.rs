@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use super::{CONTEXT_TURNS, DialogState, Slots, Turn};
+use super::{CONTEXT_TURNS, Context, DialogState, Slots, Turn};
 use crate::intent::Intent;
 use crate::pipeline::Decision;
 #[cfg(any(doc, test))]
@@ -97,9 +97,9 @@ pub struct Report {
 }
 
 /// Score `turns` (grouped by dialogue, in order) with `decide`: the decision for a text
-/// given the dialogue's recent intents, newest first (empty: alone), and whether the
-/// context decided ([`Pipeline::decide_in_context`], or the CLI's with the model stage).
-pub fn run(turns: &[EvalTurn], decide: impl Fn(&str, &[Intent]) -> (Decision, bool)) -> Report {
+/// in a dialogue's context ([`Context::NONE`]: alone), and whether the context decided
+/// ([`Pipeline::decide_in_context`], or the CLI's with the model stage).
+pub fn run(turns: &[EvalTurn], decide: impl Fn(&str, &Context<'_>) -> (Decision, bool)) -> Report {
     let mut report = Report::default();
     let mut state = DialogState::default();
     let mut current: Option<&str> = None;
@@ -112,9 +112,14 @@ pub fn run(turns: &[EvalTurn], decide: impl Fn(&str, &[Intent]) -> (Decision, bo
             report.dialogues += 1;
         }
         let group = if t.needs_context { 1 } else { 2 };
-        let alone = decide(&t.text, &[]).0.intent;
+        let alone = decide(&t.text, &Context::NONE).0.intent;
+        let turn_slots = Slots::extract(&t.text);
         let recent = state.recent(now, i64::MAX, CONTEXT_TURNS);
-        let (decision, by_context) = decide(&t.text, &recent);
+        let context = Context {
+            recent: &recent,
+            order: turn_slots.order.as_deref(),
+        };
+        let (decision, by_context) = decide(&t.text, &context);
         for g in [0, group] {
             report.alone[g].add(alone == t.intent);
             report.with_context[g].add(decision.intent == t.intent);
@@ -131,7 +136,6 @@ pub fn run(turns: &[EvalTurn], decide: impl Fn(&str, &[Intent]) -> (Decision, bo
                 alone == t.intent,
             ));
         }
-        let turn_slots = Slots::extract(&t.text);
         let turn = Turn {
             intent: decision.intent,
             at: now,
@@ -189,7 +193,7 @@ mod tests {
         let pipeline = Pipeline::new(&cfg, None).unwrap();
         let text = std::fs::read_to_string(root.join("models/data/dialogues.tsv")).unwrap();
         let turns = parse(&text).unwrap();
-        let r = run(&turns, |t, recent| pipeline.decide_in_context(t, recent));
+        let r = run(&turns, |t, context| pipeline.decide_in_context(t, context));
         assert!(r.dialogues >= 40, "{r}");
         let [all, context, alone] = [0, 1, 2];
         assert!(

@@ -17,7 +17,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-pub use context::ContextRules;
+pub use context::{Context, ContextRules};
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
 pub use slots::Slots;

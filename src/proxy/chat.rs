@@ -114,7 +114,10 @@ impl KefuProxy {
             None => (Vec::new(), turn_slots.clone()),
         };
         let turn = TurnContext {
-            recent: &recent,
+            context: dialog::Context {
+                recent: &recent,
+                order: turn_slots.order.as_deref(),
+            },
             slots: &slots,
         };
         let answer = self.answer_message(snap, &request, &trace_id, &turn).await;
@@ -152,8 +155,8 @@ const TURN_HEADER: http::HeaderName = http::HeaderName::from_static("x-kefu-turn
 
 /// What the dialogue gives one message.
 struct TurnContext<'a> {
-    /// Intents of the recent turns, newest first.
-    recent: &'a [Intent],
+    context: dialog::Context<'a>,
+    /// The dialogue's slots with this message's own taken in.
     slots: &'a Slots,
 }
 
@@ -206,7 +209,9 @@ impl KefuProxy {
         trace_id: &TraceId,
         turn: &TurnContext<'_>,
     ) -> Answer<'s> {
-        let (decision, by_context) = snap.pipeline.decide_in_context(&request.text, turn.recent);
+        let (decision, by_context) = snap
+            .pipeline
+            .decide_in_context(&request.text, &turn.context);
         if by_context {
             self.metrics.follow_up(decision.intent);
         }
@@ -304,7 +309,7 @@ impl KefuProxy {
             intent,
             confidence,
             trace_id: trace_id.as_str(),
-            previous_intent: turn.recent.first().copied(),
+            previous_intent: turn.context.recent.first().copied(),
             order: turn.slots.order.as_deref(),
         };
         let result = match snap.upstreams.pool(&up.pool) {
