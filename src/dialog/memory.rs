@@ -107,23 +107,21 @@ impl MemoryStore {
     /// [`DialogStore::load`] at a given instant.
     pub fn load_at(&self, user: &str, now: Instant) -> Result<Option<DialogState>, StoreError> {
         let mut shard = self.shard(user);
-        let expired = match shard.entries.get_mut(user) {
+        let bytes = match shard.entries.get_mut(user) {
             None => return Ok(None),
-            Some(e) if e.expires <= now => true,
-            Some(e) => {
+            Some(e) if e.expires > now => {
                 e.expires = now + self.ttl;
-                false
+                e.state.clone()
+            }
+            Some(_) => {
+                shard.remove(user);
+                return Ok(None);
             }
         };
-        if expired {
-            shard.remove(user);
-            return Ok(None);
-        }
-        let bytes = shard.entries.peek(user).map(|e| e.state.clone());
         drop(shard);
-        bytes
-            .map(|b| DialogState::decode(&b).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        DialogState::decode(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     /// [`DialogStore::save`] at a given instant.

@@ -56,11 +56,6 @@ pub enum StateError {
 }
 
 impl DialogState {
-    /// The last turn, if it is not older than `within_secs` at `now` (unix seconds).
-    pub fn previous(&self, now: i64, within_secs: i64) -> Option<&Turn> {
-        self.history.back().filter(|t| now - t.at <= within_secs)
-    }
-
     /// The intents of the last `n` turns not older than `within_secs`, newest first.
     pub fn recent(&self, now: i64, within_secs: i64, n: usize) -> Vec<Intent> {
         self.history
@@ -211,8 +206,8 @@ mod tests {
         assert_eq!(s.history[0].at, 2);
         assert_eq!(s.history[0].text.chars().count(), TURN_TEXT_CHARS);
         assert!(s.handed_to_human);
-        assert!(s.previous(10, 60).is_some());
-        assert!(s.previous(1000, 60).is_none(), "too old to be context");
+        assert_eq!(s.recent(10, 60, 2), [Intent::RefundApply; 2]);
+        assert!(s.recent(1000, 60, 2).is_empty(), "too old to be context");
     }
 
     #[test]
