@@ -11,6 +11,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde::Serialize;
 
+use crate::api::ApiError;
 use crate::metrics::Metrics;
 use crate::model::ModelStage;
 use crate::model::deploy::{LoadReport, LoadedVersion};
@@ -74,6 +75,12 @@ impl ModelStatus {
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Vec<u8>> {
     let body = serde_json::to_vec(body).unwrap_or_default();
     build(status, "application/json", body)
+}
+
+/// An error answer in the chat API's shape (`{"error":{"code","message"}}`).
+fn error_response(e: &ApiError) -> Response<Vec<u8>> {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    build(status, "application/json", e.to_json())
 }
 
 fn build(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -142,10 +149,11 @@ impl ServeHttp for AdminApp {
         let path = session.req_header().uri.path().to_owned();
         if let Some(user) = users::route(&path) {
             if method != Method::GET {
-                return json_response(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    &serde_json::json!({"error": {"code": "method_not_allowed", "message": "GET /admin/users/{user_id}/latest?intent=<id>"}}),
-                );
+                return error_response(&ApiError::new(
+                    405,
+                    "method_not_allowed",
+                    "GET /admin/users/{user_id}/latest?intent=<id>",
+                ));
             }
             let query = session.req_header().uri.query().map(str::to_owned);
             let snapshot = self.reloader.current.load_full();
@@ -173,14 +181,16 @@ impl ServeHttp for AdminApp {
                         )
                     })
             }
-            (_, "/healthz" | "/metrics" | "/reload") => json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &serde_json::json!({"error": {"code": "method_not_allowed", "message": "GET /healthz, GET /metrics, POST /reload"}}),
-            ),
-            _ => json_response(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({"error": {"code": "not_found", "message": "GET /healthz, GET /metrics, POST /reload, GET /admin/users/{user_id}/latest?intent=<id>"}}),
-            ),
+            (_, "/healthz" | "/metrics" | "/reload") => error_response(&ApiError::new(
+                405,
+                "method_not_allowed",
+                "GET /healthz, GET /metrics, POST /reload",
+            )),
+            _ => error_response(&ApiError::new(
+                404,
+                "not_found",
+                "GET /healthz, GET /metrics, POST /reload, GET /admin/users/{user_id}/latest?intent=<id>",
+            )),
         }
     }
 }

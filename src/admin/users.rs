@@ -4,7 +4,8 @@
 use http::{Response, StatusCode};
 use serde::Serialize;
 
-use super::json_response;
+use super::{error_response, json_response};
+use crate::api::ApiError;
 use crate::dialog::{Dialog, LatestTurn};
 use crate::intent::Intent;
 
@@ -38,13 +39,6 @@ fn intent_param(query: Option<&str>) -> Result<Intent, String> {
     value.parse::<Intent>().map_err(|e| e.to_string())
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Vec<u8>> {
-    json_response(
-        status,
-        &serde_json::json!({"error": {"code": code, "message": message}}),
-    )
-}
-
 #[derive(Serialize)]
 struct Latest<'a> {
     user_id: &'a str,
@@ -62,24 +56,20 @@ pub async fn latest(
 ) -> Response<Vec<u8>> {
     let user = match user {
         Ok(u) => u,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_user_id", &e),
+        Err(e) => return error_response(&ApiError::bad_request("invalid_user_id", e)),
     };
     let intent = match intent_param(query) {
         Ok(i) => i,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_intent", &e),
+        Err(e) => return error_response(&ApiError::bad_request("invalid_intent", e)),
     };
     match dialog.latest(&user, intent).await {
         Ok(Some(l)) => json_response(StatusCode::OK, &render(&user, &l)),
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
+        Ok(None) => error_response(&ApiError::new(
+            404,
             "not_found",
-            &format!("no {intent} turn of this user in the last ttl"),
-        ),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            &e.to_string(),
-        ),
+            format!("no {intent} turn of this user in the last ttl"),
+        )),
+        Err(e) => error_response(&ApiError::new(503, "store_unavailable", e.to_string())),
     }
 }
 
