@@ -44,7 +44,6 @@ enum Target {
 }
 
 pub struct RedisStore {
-    kind: StoreKind,
     target: Target,
     opts: RedisOptions,
     ttl_ms: u64,
@@ -73,12 +72,7 @@ fn ttl_ms(ttl: Duration) -> u64 {
 impl RedisStore {
     pub fn standalone(cfg: &RedisConfig, ttl: Duration) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(cfg.url.as_str()).map_err(unavailable)?;
-        Ok(Self::new(
-            StoreKind::Redis,
-            Target::Standalone(client),
-            &cfg.options,
-            ttl,
-        ))
+        Ok(Self::new(Target::Standalone(client), &cfg.options, ttl))
     }
 
     pub fn cluster(cfg: &ClusterConfig, ttl: Duration) -> Result<RedisStore, StoreError> {
@@ -97,17 +91,11 @@ impl RedisStore {
             .response_timeout(attempt_timeout(o))
             .build()
             .map_err(unavailable)?;
-        Ok(Self::new(
-            StoreKind::Cluster,
-            Target::Cluster(Box::new(client)),
-            o,
-            ttl,
-        ))
+        Ok(Self::new(Target::Cluster(Box::new(client)), o, ttl))
     }
 
-    fn new(kind: StoreKind, target: Target, opts: &RedisOptions, ttl: Duration) -> RedisStore {
+    fn new(target: Target, opts: &RedisOptions, ttl: Duration) -> RedisStore {
         RedisStore {
-            kind,
             target,
             opts: opts.clone(),
             ttl_ms: ttl_ms(ttl),
@@ -165,10 +153,6 @@ impl RedisStore {
         }
     }
 
-    fn attempt_timeout(&self) -> Duration {
-        attempt_timeout(&self.opts)
-    }
-
     /// Run `pipe` within `limit`, retrying retryable failures within the budget.
     async fn run(&self, pipe: &redis::Pipeline, limit: Duration) -> Result<Vec<Value>, StoreError> {
         let mut slept = Duration::ZERO;
@@ -194,7 +178,7 @@ impl RedisStore {
                 Err(_) => return Err(unavailable(format!("no answer within {limit:?}"))),
             };
             // The cluster client has already retried inside its own budget.
-            if self.kind == StoreKind::Cluster || slept + backoff > self.opts.retry_budget {
+            if self.kind() == StoreKind::Cluster || slept + backoff > self.opts.retry_budget {
                 return Err(error);
             }
             tokio::time::sleep(backoff).await;
@@ -238,7 +222,10 @@ fn server_error(values: &[Value]) -> Option<StoreError> {
 #[async_trait]
 impl DialogStore for RedisStore {
     fn kind(&self) -> StoreKind {
-        self.kind
+        match self.target {
+            Target::Standalone(_) => StoreKind::Redis,
+            Target::Cluster(_) => StoreKind::Cluster,
+        }
     }
 
     async fn load(&self, user: &str) -> Result<Option<DialogState>, StoreError> {
@@ -284,7 +271,7 @@ impl DialogStore for RedisStore {
                 .max(1);
             pipe.cmd("WAIT").arg(wanted).arg(wait_ms);
         }
-        let values = self.run(&pipe, self.attempt_timeout()).await?;
+        let values = self.run(&pipe, attempt_timeout(&self.opts)).await?;
         if wanted > 0 {
             let got = match values.last() {
                 Some(Value::Int(n)) => u32::try_from(*n).unwrap_or(0),
