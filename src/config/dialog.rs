@@ -266,14 +266,17 @@ pub fn validate(raw: RawDialog, src: &Source) -> Result<DialogConfig, Vec<Config
             ));
         }
     };
+    let check_url = |url: &str, key: &str, what: &str, errors: &mut Vec<ConfigError>| {
+        if redis::parse_redis_url(url).is_none() {
+            errors.push(src.error_at(key, format!("{what} `{url}` is not a redis:// URL")));
+        }
+    };
     let store = match raw.store {
         StoreKind::Memory => Some(StoreConfig::Memory(raw.memory)),
         StoreKind::Redis => match raw.redis {
             Some(r) => {
                 check_options(&r.options, "redis", &mut errors);
-                if let Err(e) = redis::parse_redis_url(&r.url).ok_or("not a redis:// URL") {
-                    errors.push(src.error_at("url", format!("redis.url `{}`: {e}", r.url)));
-                }
+                check_url(&r.url, "url", "redis.url", &mut errors);
                 Some(StoreConfig::Redis(r))
             }
             None => {
@@ -288,12 +291,7 @@ pub fn validate(raw: RawDialog, src: &Source) -> Result<DialogConfig, Vec<Config
                     errors.push(src.error_at("nodes", "cluster.nodes must name a node"));
                 }
                 for n in &c.nodes {
-                    if redis::parse_redis_url(n).is_none() {
-                        errors.push(src.error_at(
-                            "nodes",
-                            format!("cluster node `{n}` is not a redis:// URL"),
-                        ));
-                    }
+                    check_url(n, "nodes", "cluster node", &mut errors);
                 }
                 Some(StoreConfig::Cluster(c))
             }
