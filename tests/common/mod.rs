@@ -565,3 +565,23 @@ pub fn tsv(path: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// `../shared/data` (the licensed JDDC files), or `None` with the reason printed when a clone
+/// has nothing beside it: a test that needs it then skips instead of failing. CI has it and
+/// runs those tests; `KEFU_REQUIRE_SHARED_DATA=1` turns the skip into a failure there.
+pub fn shared_data(test: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if dir.join("jddc_to_kefu.tsv").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("KEFU_REQUIRE_SHARED_DATA").is_none(),
+        "{test}: {} is missing and KEFU_REQUIRE_SHARED_DATA is set",
+        dir.display()
+    );
+    eprintln!(
+        "skipped {test}: it needs the licensed JDDC files in {} (not part of the repository)",
+        dir.display()
+    );
+    None
+}
