@@ -110,9 +110,10 @@ fn export(dir: &Path, opts: &TrainOptions, out: &Path) -> ExitCode {
     match result {
         Ok(n) => {
             println!(
-                "wrote {} training and {} validation lines to {}",
+                "wrote {} training, {} development and {} test lines to {}",
                 n.train,
-                n.validation,
+                n.dev,
+                n.test,
                 out.display()
             );
             ExitCode::SUCCESS

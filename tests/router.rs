@@ -134,7 +134,7 @@ fn shipped_router_meets_its_manifest_on_the_validation_splits() {
         .manifest;
     let mut examples = corpus::load_authored(&root.join("models/data/corpus")).unwrap();
     examples.extend(corpus::load_jddc(&shared).unwrap());
-    let (_, validation) = corpus::split(&examples);
+    let validation = corpus::split(&examples).dev;
     for origin in [Origin::Authored, Origin::Jddc] {
         let mut eval = Evaluation::default();
         for e in validation.iter().filter(|e| e.origin == origin) {

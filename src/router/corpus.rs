@@ -1,11 +1,13 @@
 //! Training data for the router: the project's own corpus (`models/data/corpus/<intent>.txt`)
 //! and the licensed JDDC intent questions (read by path, mapped through `jddc_to_kefu.tsv`,
-//! never copied into the project), split once and for all into training and validation.
+//! never copied into the project), split once and for all into training, development and test
+//! parts.
 //!
 //! The split is a pure function of the text: within each (source, intent) group, examples are
-//! ordered by a 64-bit FNV-1a hash of their text and the first 15% (at least one) are
-//! validation. Adding lines moves few others across the split, and no random state is needed
-//! to reproduce it.
+//! ordered by a 64-bit FNV-1a hash of their text; the first 15% (at least one) are the
+//! development split (thresholds, weights and every other choice are made on it), the next
+//! 15% the test split (reported, never used for a choice), the rest training. Adding lines
+//! moves few others across the split, and no random state is needed to reproduce it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -39,8 +41,18 @@ pub struct Example {
     pub source: Option<String>,
 }
 
-/// The share of each group kept for validation.
-pub const VALIDATION_SHARE: f64 = 0.15;
+/// The share of each group in the development split (choices are made on it).
+pub const DEV_SHARE: f64 = 0.15;
+/// The share of each group in the test split (figures are reported from it).
+pub const TEST_SHARE: f64 = 0.15;
+
+/// The three parts of the labelled examples.
+#[derive(Debug, Clone, Default)]
+pub struct Splits {
+    pub train: Vec<Example>,
+    pub dev: Vec<Example>,
+    pub test: Vec<Example>,
+}
 
 /// Every `<intent>.txt` of `dir`; one message per line, blank lines and `#` lines skipped.
 pub fn load_authored(dir: &Path) -> anyhow::Result<Vec<Example>> {
@@ -127,8 +139,8 @@ fn dedupe(examples: Vec<Example>) -> Vec<Example> {
 
 /// A second look at JDDC labels (`models/data/jddc_train_adjudication.tsv`): by `file:line`,
 /// the right intent, or `None` where the message alone does not say which intent it is (it
-/// only made sense in its dialogue). Applied to training examples only: the validation split
-/// is chosen, and scored, on the labels as published.
+/// only made sense in its dialogue). Applied to training examples only: the development and
+/// test splits are scored on the labels as published.
 pub struct Adjudication(BTreeMap<String, Option<Intent>>);
 
 impl Adjudication {
@@ -198,25 +210,30 @@ pub fn fnv1a_bytes(h: u64, bytes: &[u8]) -> u64 {
         .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// Split into (training, validation), stratified by origin and intent.
-pub fn split(examples: &[Example]) -> (Vec<Example>, Vec<Example>) {
+/// Split into training, development and test parts, stratified by origin and intent.
+pub fn split(examples: &[Example]) -> Splits {
     let mut groups: BTreeMap<(Origin, Intent), Vec<&Example>> = BTreeMap::new();
     for e in examples {
         groups.entry((e.origin, e.intent)).or_default().push(e);
     }
-    let (mut train, mut val) = (Vec::new(), Vec::new());
+    let mut out = Splits::default();
     for (_, mut group) in groups {
         group.sort_by_key(|e| (fnv1a(&e.text), e.text.clone()));
-        let n_val = ((group.len() as f64 * VALIDATION_SHARE).ceil() as usize).min(group.len());
+        let n = group.len() as f64;
+        let dev_end = ((n * DEV_SHARE).ceil() as usize).min(group.len());
+        let test_end = ((n * (DEV_SHARE + TEST_SHARE)).ceil() as usize).min(group.len());
         for (i, e) in group.into_iter().enumerate() {
-            if i < n_val {
-                val.push(e.clone());
+            let part = if i < dev_end {
+                &mut out.dev
+            } else if i < test_end {
+                &mut out.test
             } else {
-                train.push(e.clone());
-            }
+                &mut out.train
+            };
+            part.push(e.clone());
         }
     }
-    (train, val)
+    out
 }
 
 #[cfg(test)]
@@ -274,27 +291,25 @@ mod tests {
         for i in 0..7 {
             all.push(ex(&format!("发票{i}"), Intent::Invoice));
         }
-        let (train, val) = split(&all);
-        assert_eq!(train.len() + val.len(), 47);
-        assert_eq!(
-            val.iter()
-                .filter(|e| e.intent == Intent::RefundApply)
-                .count(),
-            6
-        );
-        assert_eq!(
-            val.iter().filter(|e| e.intent == Intent::Invoice).count(),
-            2
-        );
-        assert!(train.iter().all(|t| !val.contains(t)));
+        let s = split(&all);
+        assert_eq!(s.train.len() + s.dev.len() + s.test.len(), 47);
+        let count = |part: &[Example], intent| part.iter().filter(|e| e.intent == intent).count();
+        assert_eq!(count(&s.dev, Intent::RefundApply), 6);
+        assert_eq!(count(&s.test, Intent::RefundApply), 6);
+        assert_eq!(count(&s.dev, Intent::Invoice), 2);
+        assert_eq!(count(&s.test, Intent::Invoice), 1);
+        assert!(s.train.iter().all(|t| !s.dev.contains(t) && !s.test.contains(t)));
+        assert!(s.dev.iter().all(|d| !s.test.contains(d)));
         // The same input in another order splits the same way.
         all.reverse();
-        let (_, val2) = split(&all);
-        let mut a: Vec<_> = val.iter().map(|e| &e.text).collect();
-        let mut b: Vec<_> = val2.iter().map(|e| &e.text).collect();
-        a.sort();
-        b.sort();
-        assert_eq!(a, b);
+        let s2 = split(&all);
+        let texts = |part: &[Example]| {
+            let mut t: Vec<String> = part.iter().map(|e| e.text.clone()).collect();
+            t.sort();
+            t
+        };
+        assert_eq!(texts(&s.dev), texts(&s2.dev));
+        assert_eq!(texts(&s.test), texts(&s2.test));
     }
 
     #[test]

@@ -61,12 +61,16 @@ pub struct Manifest {
     pub model_bytes: u64,
     /// sha256 of the training lines (`<intent>\t<tokens>`), in training order.
     pub corpus_sha256: String,
-    /// Training / validation examples by origin.
+    /// Training / development / test examples by origin.
     pub examples: BTreeMap<String, usize>,
     pub params: TrainParams,
     pub thresholds: Thresholds,
-    /// Two-stage decision figures by validation split (`authored`, `jddc`).
+    /// Two-stage decision figures on the development split (`authored`, `jddc`), where the
+    /// thresholds were chosen: they flatter; the quality gate reads them.
     pub validation: BTreeMap<String, Metrics>,
+    /// The same figures on the test split, which no choice touched: the ones to report.
+    #[serde(default)]
+    pub test: BTreeMap<String, Metrics>,
     pub trained_with: String,
 }
 

@@ -1,11 +1,11 @@
 //! `kefu-edge train-router`: fit the router on the training split, choose thresholds on the
-//! validation split, and write the model and its manifest.
+//! development split, measure on the test split, and write the model and its manifest.
 //!
 //! Deterministic: the split is a function of the text, the training examples are put in a
 //! fixed order, and the fit (`fit`) is a convex problem solved on one thread. The same inputs
 //! give a byte-identical model (a test checks it).
 //!
-//! Thresholds: for every validation message the keyword layer's decision and the model's
+//! Thresholds: for every development message the keyword layer's decision and the model's
 //! best guess are computed once, and `thresholds::choose` searches on those.
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use super::manifest::{Manifest, Thresholds, TrainParams, sha256_hex};
 use super::thresholds::{self, Scored};
 use super::trained::TrainedRouter;
 use crate::config::Config;
-use crate::eval::Evaluation;
+use crate::eval::{Evaluation, Metrics};
 use crate::intent::Intent;
 use crate::pipeline::{Decision, Pipeline, Stage};
 
@@ -33,10 +33,11 @@ pub struct TrainOptions {
     pub jddc_adjudication: Option<PathBuf>,
     /// Where `router.bin` and `manifest.json` go.
     pub out_dir: PathBuf,
-    /// Where validation splits are written for `classify --eval` (JDDC text stays out of git).
+    /// Where the development and test splits are written for `classify --eval` (JDDC text
+    /// stays out of git).
     pub eval_dir: PathBuf,
     pub params: TrainParams,
-    /// Fast-path precision the thresholds must reach on each validation split.
+    /// Fast-path precision the thresholds must reach on each development split.
     pub precision_targets: BTreeMap<Origin, f64>,
 }
 
@@ -111,80 +112,83 @@ fn write_split(path: &Path, examples: &[&Example]) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::new(
         std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?,
     );
-    writeln!(
-        f,
-        "# text\tintent (validation split: never used for training)"
-    )?;
+    writeln!(f, "# text\tintent (never used for training)")?;
     for e in examples {
         writeln!(f, "{}\t{}", e.text, e.intent)?;
     }
     Ok(())
 }
 
-/// The training and validation examples: the split is made on the labels as published, then
-/// the adjudication (if any) corrects the training part; also how many it dropped and
-/// corrected.
-type Splits = (Vec<Example>, Vec<Example>, Option<(usize, usize)>);
-
-fn splits(opts: &TrainOptions) -> anyhow::Result<Splits> {
+/// The three parts: the split is made on the labels as published, then the adjudication (if
+/// any) corrects the training part; also how many it dropped and corrected.
+fn splits(opts: &TrainOptions) -> anyhow::Result<(corpus::Splits, Option<(usize, usize)>)> {
     let mut examples = corpus::load_authored(&opts.corpus_dir)?;
     if let Some(dir) = &opts.jddc_dir {
         examples.extend(corpus::load_jddc(dir)?);
     }
-    let (mut train_set, val_set) = corpus::split(&examples);
+    let mut parts = corpus::split(&examples);
     let adjusted = match &opts.jddc_adjudication {
         Some(path) if opts.jddc_dir.is_some() => {
-            Some(corpus::Adjudication::load(path)?.apply(&mut train_set))
+            Some(corpus::Adjudication::load(path)?.apply(&mut parts.train))
         }
         _ => None,
     };
-    Ok((train_set, val_set, adjusted))
+    Ok((parts, adjusted))
 }
 
 /// The whole training run.
 pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
-    let (train_set, val_set, adjusted) = splits(opts)?;
+    let (parts, adjusted) = splits(opts)?;
     std::fs::create_dir_all(&opts.out_dir)?;
     std::fs::create_dir_all(&opts.eval_dir)?;
-    let (router, corpus_sha256, fit) = train_model(&train_set, &opts.params)?;
+    let (router, corpus_sha256, fit) = train_model(&parts.train, &opts.params)?;
     let bytes = router.to_bytes();
 
     // The keyword layer and rule cache of this configuration, without any router.
     let mut keyword_only = config.clone();
     keyword_only.router.enabled = false;
     let keywords = Pipeline::new(&keyword_only, None)?;
-    let scored: Vec<Scored> = val_set
-        .iter()
-        .map(|e| {
-            let d = keywords.decide(&e.text);
-            Scored {
-                truth: e.intent,
-                origin: e.origin,
-                keyword: (d.stage == Stage::Rule).then_some(d.intent),
-                guess: router.classify(&e.text),
-            }
-        })
-        .collect();
+    let score = |set: &[Example]| -> Vec<Scored> {
+        set.iter()
+            .map(|e| {
+                let d = keywords.decide(&e.text);
+                Scored {
+                    truth: e.intent,
+                    origin: e.origin,
+                    keyword: (d.stage == Stage::Rule).then_some(d.intent),
+                    guess: router.classify(&e.text),
+                }
+            })
+            .collect()
+    };
+    let (dev, test) = (score(&parts.dev), score(&parts.test));
     let answers = |i: Intent| keywords.answers(i);
-    let thresholds = thresholds::choose(&scored, &opts.precision_targets, answers);
+    let thresholds = thresholds::choose(&dev, &opts.precision_targets, answers);
 
-    let mut validation = BTreeMap::new();
+    let mut figures: BTreeMap<&str, BTreeMap<String, Metrics>> = BTreeMap::new();
     let mut reports = Vec::new();
-    for origin in [Origin::Authored, Origin::Jddc] {
-        let mut eval = Evaluation::default();
-        for s in scored.iter().filter(|s| s.origin == origin) {
-            eval.add(s.truth, &decide(s, &thresholds, answers));
-        }
-        if eval.metrics().examples > 0 {
-            validation.insert(origin.as_str().to_owned(), eval.metrics());
-            reports.push((
-                format!("validation ({})", origin.as_str()),
-                layer_figures(&scored, origin) + &eval.report(),
-            ));
+    for (part, scored) in [("development", &dev), ("test", &test)] {
+        for origin in [Origin::Authored, Origin::Jddc] {
+            let mut eval = Evaluation::default();
+            for s in scored.iter().filter(|s| s.origin == origin) {
+                eval.add(s.truth, &decide(s, &thresholds, answers));
+            }
+            if eval.metrics().examples > 0 {
+                let by_origin = figures.entry(part).or_default();
+                by_origin.insert(origin.as_str().to_owned(), eval.metrics());
+                reports.push((
+                    format!("{part} ({})", origin.as_str()),
+                    layer_figures(scored, origin) + &eval.report(),
+                ));
+            }
         }
     }
     let mut counts = BTreeMap::new();
-    for (name, set) in [("train", &train_set), ("validation", &val_set)] {
+    for (name, set) in [
+        ("train", &parts.train),
+        ("dev", &parts.dev),
+        ("test", &parts.test),
+    ] {
         for origin in [Origin::Authored, Origin::Jddc] {
             let n = set.iter().filter(|e| e.origin == origin).count();
             counts.insert(format!("{name}_{}", origin.as_str()), n);
@@ -194,13 +198,13 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
         counts.insert("train_jddc_dropped_context_only".into(), dropped);
         counts.insert("train_jddc_labels_corrected".into(), corrected);
     }
-    for origin in [Origin::Authored, Origin::Jddc] {
-        let split: Vec<&Example> = val_set.iter().filter(|e| e.origin == origin).collect();
-        if !split.is_empty() {
-            write_split(
-                &opts.eval_dir.join(format!("val_{}.tsv", origin.as_str())),
-                &split,
-            )?;
+    for (name, set) in [("dev", &parts.dev), ("test", &parts.test)] {
+        for origin in [Origin::Authored, Origin::Jddc] {
+            let split: Vec<&Example> = set.iter().filter(|e| e.origin == origin).collect();
+            if !split.is_empty() {
+                let file = format!("{name}_{}.tsv", origin.as_str());
+                write_split(&opts.eval_dir.join(file), &split)?;
+            }
         }
     }
     let model_path = opts.out_dir.join(MODEL_FILE);
@@ -214,7 +218,8 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
         examples: counts,
         params: opts.params.clone(),
         thresholds,
-        validation,
+        validation: figures.remove("development").unwrap_or_default(),
+        test: figures.remove("test").unwrap_or_default(),
         trained_with: format!("kefu-edge {} train-router", env!("CARGO_PKG_VERSION")),
     };
     manifest.write(&opts.out_dir.join("manifest.json"))?;
@@ -228,16 +233,18 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
 /// What `export-splits` wrote.
 pub struct Exported {
     pub train: usize,
-    pub validation: usize,
+    pub dev: usize,
+    pub test: usize,
 }
 
-/// Write the router's training and validation splits for the model pipeline in `models/`
-/// (`train.tsv`, `val.tsv`: `text<TAB>intent<TAB>origin<TAB>stage<TAB>decided`), so the
-/// model is trained and scored on exactly the router's splits. `stage` and `decided` are the
-/// fast-path decision of `config` (`rule` lines are answered before the model stage); on
-/// training lines they are left empty. JDDC text is in the files: keep `out` out of git.
+/// Write the router's three splits for the model pipeline in `models/` (`train.tsv`,
+/// `dev.tsv`, `test.tsv`: `text<TAB>intent<TAB>origin<TAB>stage<TAB>decided<TAB>router
+/// probabilities`), so the model is trained, tuned and scored on exactly the router's
+/// splits. `stage` and `decided` are the fast-path decision of `config` (`rule` lines are
+/// answered before the model stage); on training lines they are left empty. JDDC text is in
+/// the files: keep `out` out of git.
 pub fn export_splits(config: &Config, opts: &TrainOptions, out: &Path) -> anyhow::Result<Exported> {
-    let (train_set, val_set, _) = splits(opts)?;
+    let (parts, _) = splits(opts)?;
     let pipeline = Pipeline::new(config, None)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let write = |name: &str, set: &[Example], decide: bool| -> anyhow::Result<()> {
@@ -247,7 +254,7 @@ pub fn export_splits(config: &Config, opts: &TrainOptions, out: &Path) -> anyhow
         );
         writeln!(
             f,
-            "# text\tintent\torigin\tstage\tdecided\trouter probabilities (intents.tsv order)"
+            "# text\tintent\torigin\tstage\tdecided\trouter probabilities (intents.tsv order)\tsource"
         )?;
         for e in set {
             // Tabs and newlines cannot be in a corpus line; the loaders split on them.
@@ -263,20 +270,23 @@ pub fn export_splits(config: &Config, opts: &TrainOptions, out: &Path) -> anyhow
             };
             writeln!(
                 f,
-                "{}\t{}\t{}\t{stage}\t{decided}\t{probs}",
+                "{}\t{}\t{}\t{stage}\t{decided}\t{probs}\t{}",
                 e.text,
                 e.intent,
-                e.origin.as_str()
+                e.origin.as_str(),
+                e.source.as_deref().unwrap_or("-")
             )?;
         }
         f.flush()
             .with_context(|| format!("writing {}", path.display()))
     };
-    write("train.tsv", &train_set, false)?;
-    write("val.tsv", &val_set, true)?;
+    write("train.tsv", &parts.train, false)?;
+    write("dev.tsv", &parts.dev, true)?;
+    write("test.tsv", &parts.test, true)?;
     Ok(Exported {
-        train: train_set.len(),
-        validation: val_set.len(),
+        train: parts.train.len(),
+        dev: parts.dev.len(),
+        test: parts.test.len(),
     })
 }
 
@@ -305,10 +315,11 @@ pub struct RuleStat {
     pub wrong: Vec<(Intent, usize)>,
 }
 
-/// Score every operator rule on the training split (never the validation split, which must
-/// stay unseen): how often it decided, how often rightly. Worst precision first.
+/// Score every operator rule on the training split (never the development or test split):
+/// how often it decided, how often rightly. Worst precision first.
 pub fn audit_keywords(config: &Config, opts: &TrainOptions) -> anyhow::Result<Vec<RuleStat>> {
-    let (train_set, _, _) = splits(opts)?;
+    let (parts, _) = splits(opts)?;
+    let train_set = parts.train;
     let pipeline = Pipeline::new(config, None)?;
     let keywords = pipeline.keywords();
     let mut stats: BTreeMap<
