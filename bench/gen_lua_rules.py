@@ -76,7 +76,7 @@ def fold(s: str) -> str:
     return "".join(fold_char(c) for c in s)
 
 
-# ---------------------------------------------------------------- templates (src/rules/template.rs)
+# ---------------------------------------------------------------- templates (src/template.rs)
 
 # Dialogue slots: kefu-edge fills them from a user's dialogue state; the nginx tier keeps
 # none, so templates that use them are left out there (kefu-edge, too, answers a message

@@ -30,7 +30,7 @@ fn options(wait_replicas: u32) -> RedisOptions {
 fn dialogue_states() -> Vec<Vec<u8>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/data/dialogues.tsv");
     let text = std::fs::read_to_string(path).expect("dialogues.tsv");
-    let turns = kefu_edge::dialog::eval::parse(&text).expect("parse");
+    let turns = kefu_edge::offline::dialogues::parse(&text).expect("parse");
     let mut out = Vec::new();
     let mut state = DialogState::default();
     let mut current = String::new();

@@ -1,9 +1,14 @@
 //! Command-line interface: `kefu-edge -c conf/` runs the server, `-t` checks the
-//! configuration like `nginx -t`.
+//! configuration like `nginx -t`, and the subcommands run offline (`crate::offline`).
+//!
+//! Every command returns `Result<(), Failure>`; `main` prints the failure and exits with
+//! status 1, so the commands say what went wrong and nothing else.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigErrors};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -137,4 +142,30 @@ pub struct TrainFlags {
     /// L-BFGS iteration limit.
     #[arg(long)]
     pub max_iters: Option<u64>,
+}
+
+/// Why a command failed, for `main` to print (each line after `kefu-edge: `) before it exits
+/// with status 1.
+#[derive(Debug)]
+pub enum Failure {
+    /// One message, printed as `kefu-edge: {0:#}` (the error and its context chain).
+    Error(anyhow::Error),
+    /// Every error of a configuration directory, one line each; with the directory, a last
+    /// line that says it is invalid and how many errors it has (the server's and `-t`'s
+    /// wording).
+    Config(ConfigErrors, Option<PathBuf>),
+    /// Nothing to say: the output could not be written (a closed pipe, a full disk).
+    Silent,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::Error(e.into())
+    }
+}
+
+/// Load and validate the configuration directory, as the server and the decision commands
+/// use it (models checked).
+pub fn load_config(dir: &Path) -> Result<Config, Failure> {
+    Config::load(dir).map_err(|errors| Failure::Config(errors, Some(dir.to_owned())))
 }

@@ -21,7 +21,7 @@ use crate::limits::Limiters;
 use crate::metrics::Metrics;
 use crate::model::ModelStage;
 use crate::pipeline::Pipeline;
-use crate::proxy::upstream::Upstreams;
+use crate::upstream::Upstreams;
 
 pub struct Snapshot {
     pub generation: u64,

@@ -119,8 +119,8 @@ fn a_corrupted_router_is_refused_on_reload_and_the_old_one_serves() {
 /// manifest cannot go stale), and meets the precision and accuracy targets it claims.
 #[test]
 fn shipped_router_meets_its_manifest_on_the_validation_splits() {
-    use kefu_edge::eval::Evaluation;
-    use kefu_edge::router::corpus::{self, Origin};
+    use kefu_edge::offline::corpus::{self, Origin};
+    use kefu_edge::offline::eval::Evaluation;
     let Some(shared) = shared_data("shipped_router_meets_its_manifest_on_the_validation_splits")
     else {
         return;

@@ -8,7 +8,7 @@ use super::ConfigError;
 use super::source::Source;
 use super::types::Pattern;
 use crate::intent::{Intent, Tier};
-use crate::rules::Template;
+use crate::template::Template;
 use crate::text;
 
 #[derive(Deserialize)]

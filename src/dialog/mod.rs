@@ -8,7 +8,6 @@
 //! [`Dialog`] is what the server holds: a store plus the limits it is used with.
 
 pub mod context;
-pub mod eval;
 pub mod memory;
 pub mod redis_store;
 mod slots;

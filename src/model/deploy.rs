@@ -16,7 +16,7 @@ use super::backend::{Backend, Runtime};
 use super::batcher::{BatchMetrics, Batcher, Prediction};
 use super::version::ModelVersion;
 use crate::config::{BatchConfig, ModelConfig};
-use crate::router::corpus::fnv1a;
+use crate::text::fnv1a;
 
 /// A loaded, warmed version with its batcher.
 pub struct LoadedVersion {

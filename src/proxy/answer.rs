@@ -12,8 +12,8 @@ use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use serde::Deserialize;
 
-use super::upstream::Pool;
 use crate::intent::Intent;
+use crate::upstream::Pool;
 
 /// Replies longer than this are refused (a bot answering a chat message in 64 KiB is broken).
 const MAX_REPLY_BYTES: usize = 64 * 1024;

@@ -6,7 +6,6 @@
 mod answer;
 mod chat;
 mod respond;
-pub mod upstream;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use crate::edge::ClientAddr;
 use crate::metrics::{Metrics, Route};
 use crate::model::ModelStage;
 use crate::state::Snapshot;
-use upstream::Pool;
+use crate::upstream::Pool;
 
 pub struct KefuProxy {
     state: Arc<ArcSwap<Snapshot>>,

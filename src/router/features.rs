@@ -14,8 +14,7 @@
 //! message), hashed (FNV-1a) into a fixed number of buckets, each counted once per message: a
 //! bag of character unigrams and bigrams, as fastText's `wordNgrams 2` over characters sees it.
 
-use super::corpus::{FNV_OFFSET, fnv1a_bytes};
-use crate::text;
+use crate::text::{self, FNV_OFFSET, fnv1a_bytes};
 
 /// Append the tokens of `message` to `out`, separated by single spaces.
 pub fn tokens_into(message: &str, out: &mut String) {

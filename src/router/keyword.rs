@@ -210,7 +210,7 @@ mod tests {
     use super::*;
     use crate::config::IntentRules;
     use crate::config::types::Pattern;
-    use crate::rules::Template;
+    use crate::template::Template;
 
     fn rules(intent: Intent, keywords: &[&str], exclude: &[&str], priority: i32) -> IntentRules {
         IntentRules {

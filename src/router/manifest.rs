@@ -11,10 +11,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::QualityGate;
-use crate::eval::Metrics;
 use crate::intent::Intent;
 
-/// How the router is fitted (`router::fit`); the defaults are the shipped model's.
+/// How the router is fitted (`offline::fit`); the defaults are the shipped model's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainParams {
@@ -39,6 +38,16 @@ impl Default for TrainParams {
             tolerance: 1e-4,
         }
     }
+}
+
+/// The headline figures of the two-stage decision on one labelled split, as stored in a
+/// manifest (measured offline by `offline::eval::Evaluation`; read here by the quality gate).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub examples: usize,
+    pub accuracy: f64,
+    pub fast_coverage: f64,
+    pub fast_precision: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,17 +1,14 @@
 //! Fast router: decides which intent a message is, cheaply enough to run on every request.
 //!
 //! Two layers: the operator keyword rules (`keyword`), which win, and a trained fastText-style
-//! classifier (`trained`, with its `features`, `corpus`, `fit`, `train`ing and `manifest`). The
-//! decision that combines them, with the per-intent thresholds, is in `pipeline`.
+//! classifier (`trained`, with its `features` and the `manifest` it is checked against). The
+//! decision that combines them, with the per-intent thresholds, is in `pipeline`. Training
+//! the classifier (corpus, fit, thresholds) is offline work and lives in `crate::offline`.
 
-pub mod corpus;
 pub mod features;
-pub mod fit;
 mod gate;
 pub mod keyword;
 pub mod manifest;
-pub mod thresholds;
-pub mod train;
 pub mod trained;
 
 pub use keyword::{KeywordHit, KeywordRouter};

@@ -11,11 +11,9 @@
 //! ahead: they are kept parsed and rendered per request, and chosen only when the dialogue
 //! has their slots (then in preference to the generic ones, since they say more).
 
-mod template;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub use template::{Template, TemplateError, Var, Vars};
+pub use crate::template::{Template, TemplateError, Var, Vars};
 
 use crate::config::IntentsConfig;
 use crate::intent::Intent;

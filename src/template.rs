@@ -1,5 +1,9 @@
 //! Reply templates: literal text with `{variable}` holes, parsed once at load time so that
 //! rendering is a few `push_str`s and unknown variables are configuration errors.
+//!
+//! A leaf that imports nothing of the crate: `config` parses templates while loading
+//! `intents.yaml`, and the rule cache (`rules`, which reads that configuration) renders
+//! them, so the type sits below both.
 
 use std::fmt;
 

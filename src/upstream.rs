@@ -1,23 +1,22 @@
-//! Upstream pools for the reverse-proxied paths: pingora's `LoadBalancer` (round robin over
-//! healthy backends) per pool, health-checked by one background service that follows
-//! reloads. A pool whose configuration did not change is carried over by a reload with its
-//! health state, so a SIGHUP never sends traffic to a backend already known to be down.
+//! Upstream pools for the reverse-proxied paths (and the chat API's answer upstream):
+//! pingora's `LoadBalancer` (round robin over healthy backends) per pool, health-checked by
+//! one background service that follows reloads (`server`). A pool whose configuration did
+//! not change is carried over by a reload with its health state, so a SIGHUP never sends
+//! traffic to a backend already known to be down.
+//!
+//! A stage of its own, below `state` (which builds the pools of each snapshot) and `proxy`
+//! (which sends requests to them), so neither has to import the other.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use arc_swap::ArcSwap;
-use async_trait::async_trait;
 use indexmap::IndexMap;
 use pingora::http::RequestHeader;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::{LoadBalancer, selection::RoundRobin};
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{HealthCheckKind, PoolConfig, UpstreamsConfig};
-use crate::state::Snapshot;
 
 pub struct Pool {
     pub name: String,
@@ -58,8 +57,9 @@ impl Pool {
         Some(peer)
     }
 
-    /// Run the health check if its interval has passed.
-    async fn check_if_due(&self, now: Instant) {
+    /// Run the health check if its interval has passed (called by the health-check service
+    /// on every tick).
+    pub async fn check_if_due(&self, now: Instant) {
         {
             let mut next = self.next_check.lock().unwrap_or_else(|e| e.into_inner());
             if *next > now {
@@ -120,29 +120,6 @@ impl Upstreams {
 
     pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
         self.pools.values()
-    }
-}
-
-/// Health checks for the pools of whatever configuration is current.
-pub struct HealthCheckService {
-    pub state: Arc<ArcSwap<Snapshot>>,
-}
-
-#[async_trait]
-impl BackgroundService for HealthCheckService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let tick = Duration::from_millis(100);
-        loop {
-            let snapshot = self.state.load_full();
-            let now = Instant::now();
-            for pool in snapshot.upstreams.pools() {
-                pool.check_if_due(now).await;
-            }
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(tick) => {}
-            }
-        }
     }
 }
 

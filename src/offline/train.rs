@@ -15,15 +15,17 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::corpus::{self, Example, Origin};
-use super::features;
+use super::eval::Evaluation;
 use super::fit::{FitReport, fit};
-use super::manifest::{Manifest, Thresholds, TrainParams, sha256_hex};
 use super::thresholds::{self, Scored};
-use super::trained::TrainedRouter;
 use crate::config::Config;
-use crate::eval::{Evaluation, Metrics};
 use crate::intent::Intent;
 use crate::pipeline::{Decision, Pipeline, Stage};
+use crate::router::features;
+use crate::router::keyword::RuleId;
+use crate::router::manifest::{Manifest, Metrics, Thresholds, TrainParams, sha256_hex};
+use crate::router::trained::TrainedRouter;
+use crate::text::fnv1a;
 
 pub struct TrainOptions {
     pub corpus_dir: PathBuf,
@@ -55,7 +57,7 @@ pub const MODEL_FILE: &str = "router.bin";
 /// sha256 of the lines `<intent>\t<tokens>` they are fitted on.
 fn ordered(examples: &[Example]) -> (Vec<(&str, Intent)>, String) {
     let mut ordered: Vec<&Example> = examples.iter().collect();
-    ordered.sort_by_key(|e| (corpus::fnv1a(&e.text), e.text.clone()));
+    ordered.sort_by_key(|e| (fnv1a(&e.text), e.text.clone()));
     let mut lines = String::new();
     for e in &ordered {
         lines.push_str(e.intent.as_str());
@@ -322,10 +324,8 @@ pub fn audit_keywords(config: &Config, opts: &TrainOptions) -> anyhow::Result<Ve
     let train_set = parts.train;
     let pipeline = Pipeline::new(config, None)?;
     let keywords = pipeline.keywords();
-    let mut stats: BTreeMap<
-        super::keyword::RuleId,
-        (Intent, usize, usize, BTreeMap<Intent, usize>),
-    > = BTreeMap::new();
+    let mut stats: BTreeMap<RuleId, (Intent, usize, usize, BTreeMap<Intent, usize>)> =
+        BTreeMap::new();
     for e in &train_set {
         if let Some(hit) = keywords.classify(&e.text) {
             let entry = stats

@@ -1,11 +1,11 @@
-//! Scoring the context on written dialogues (`models/data/dialogues.tsv`): every turn is
-//! decided twice, alone and with the dialogue so far, exactly as the server does (the
-//! fast-path decision's intent; the state recorded after each turn), and the order slot is
-//! checked on turns that are about an order.
+//! `eval-dialogues`: scoring the context on written dialogues (`models/data/dialogues.tsv`).
+//! Every turn is decided twice, alone and with the dialogue so far, exactly as the server
+//! does (the fast-path decision's intent; the state recorded after each turn), and the order
+//! slot is checked on turns that are about an order.
 
 use std::fmt;
 
-use super::{CONTEXT_TURNS, Context, DialogState, Slots, Turn};
+use crate::dialog::{CONTEXT_TURNS, Context, DialogState, Slots, Turn};
 use crate::intent::Intent;
 use crate::pipeline::Decision;
 #[cfg(any(doc, test))]

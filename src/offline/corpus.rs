@@ -15,6 +15,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::intent::Intent;
+use crate::text::fnv1a;
 
 /// Where an example comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -195,21 +196,6 @@ impl Adjudication {
     }
 }
 
-/// 64-bit FNV-1a: stable across platforms and Rust versions, unlike `DefaultHasher`.
-pub fn fnv1a(text: &str) -> u64 {
-    fnv1a_bytes(FNV_OFFSET, text.as_bytes())
-}
-
-/// FNV-1a's initial state.
-pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// FNV-1a over `bytes`, continuing from state `h` (so several parts hash as one stream).
-pub fn fnv1a_bytes(h: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
-
 /// Split into training, development and test parts, stratified by origin and intent.
 pub fn split(examples: &[Example]) -> Splits {
     let mut groups: BTreeMap<(Origin, Intent), Vec<&Example>> = BTreeMap::new();
@@ -298,7 +284,11 @@ mod tests {
         assert_eq!(count(&s.test, Intent::RefundApply), 6);
         assert_eq!(count(&s.dev, Intent::Invoice), 2);
         assert_eq!(count(&s.test, Intent::Invoice), 1);
-        assert!(s.train.iter().all(|t| !s.dev.contains(t) && !s.test.contains(t)));
+        assert!(
+            s.train
+                .iter()
+                .all(|t| !s.dev.contains(t) && !s.test.contains(t))
+        );
         assert!(s.dev.iter().all(|d| !s.test.contains(d)));
         // The same input in another order splits the same way.
         all.reverse();
@@ -310,12 +300,6 @@ mod tests {
         };
         assert_eq!(texts(&s.dev), texts(&s2.dev));
         assert_eq!(texts(&s.test), texts(&s2.test));
-    }
-
-    #[test]
-    fn fnv_is_the_reference_function() {
-        assert_eq!(fnv1a(""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a("a"), 0xaf63dc4c8601ec8c);
     }
 
     #[test]

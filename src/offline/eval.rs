@@ -10,10 +10,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Serialize};
-
 use crate::intent::{Intent, Tier};
 use crate::pipeline::{Decision, Stage};
+use crate::router::manifest::Metrics;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Counts {
@@ -35,15 +34,6 @@ pub struct Evaluation {
     answered_correct: usize,
     per_intent: BTreeMap<Intent, Counts>,
     confusions: BTreeMap<(Intent, Intent), usize>,
-}
-
-/// The headline figures, as stored in a manifest.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    pub examples: usize,
-    pub accuracy: f64,
-    pub fast_coverage: f64,
-    pub fast_precision: f64,
 }
 
 fn ratio(a: usize, b: usize) -> f64 {

@@ -19,10 +19,10 @@
 use std::collections::BTreeMap;
 
 use super::corpus::Origin;
-use super::manifest::Thresholds;
-use super::trained::RouterGuess;
 use crate::intent::Intent;
 use crate::pipeline::{Decision, Stage, two_stage};
+use crate::router::manifest::Thresholds;
+use crate::router::trained::RouterGuess;
 
 /// One validation message with what both layers said about it.
 pub struct Scored {

@@ -16,10 +16,10 @@ use argmin::core::{CostFunction, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 
-use super::features;
-use super::manifest::TrainParams;
-use super::trained::TrainedRouter;
 use crate::intent::Intent;
+use crate::router::features;
+use crate::router::manifest::TrainParams;
+use crate::router::trained::TrainedRouter;
 
 /// One training message as the objective sees it.
 struct Sample {

@@ -1,0 +1,184 @@
+//! The server: what `kefu-edge -c conf/` runs and what `-t` checks. It loads and builds the
+//! configuration, binds nothing it cannot, and hands Pingora its services: the chat proxy,
+//! the admin listener, and the background services (SIGHUP reload, upstream health checks,
+//! the model stage after a `--daemon` fork). Threads, ONNX sessions and Redis connections
+//! start inside those services, never here before `run_forever()` (which may fork).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{BackgroundService, background_service};
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::cli::{Cli, Failure, load_config};
+use crate::config::{ModelConfig, ServerConfig};
+use crate::metrics::Metrics;
+use crate::model::{BatchMetrics, ModelStage};
+use crate::proxy::KefuProxy;
+use crate::signals::{HangupPipe, ReloadOnHangup};
+use crate::state::{Reloader, Snapshot};
+
+/// `-t`: every file, every referenced file and every stage built (the model stage loaded
+/// too), then `configuration ok`.
+pub fn check(dir: &Path) -> Result<(), Failure> {
+    let config = load_config(dir)?;
+    if let Err(e) = ModelStage::start(&config.model, BatchMetrics::unregistered()) {
+        return Err(anyhow::anyhow!("{}: model stage: {e}", dir.display()).into());
+    }
+    Snapshot::build(config, 1, None).map_err(|e| e.context(dir.display().to_string()))?;
+    println!("kefu-edge: configuration ok ({})", dir.display());
+    Ok(())
+}
+
+/// Bind and release every listener address, to report a busy or forbidden port now.
+fn check_listeners(cfg: &ServerConfig) -> Result<(), String> {
+    for addr in cfg.chat_listen.iter().chain(&cfg.admin_listen) {
+        std::net::TcpListener::bind(addr.as_str())
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Run the server on the configuration of `cli.conf` until Pingora stops it; returns only
+/// when it could not start.
+pub fn serve(cli: &Cli, hangup: HangupPipe) -> Result<(), Failure> {
+    let config = load_config(&cli.conf)?;
+    let metrics = Arc::new(Metrics::new().map_err(|e| e.context("metrics"))?);
+    let server_cfg = config.server.clone();
+    let model_cfg = config.model.clone();
+    // Loaded before listening, so the first request finds it. Threads do not survive the
+    // fork of --daemon: there it is only checked here and loaded again after the fork.
+    let model = match ModelStage::start(&model_cfg, metrics.model_batch.clone()) {
+        Ok(stage) if !cli.daemon => Arc::new(stage),
+        Ok(_) => Arc::new(ModelStage::disabled(metrics.model_batch.clone())),
+        Err(e) => {
+            return Err(anyhow::anyhow!("{}: model stage: {e}", cli.conf.display()).into());
+        }
+    };
+    let snapshot =
+        Snapshot::build(config, 1, None).map_err(|e| e.context(cli.conf.display().to_string()))?;
+    // Pingora retries a busy port for 30 s, then its listener thread panics and the process
+    // lives on without that listener. Fail at once instead, like nginx, so a supervisor sees
+    // it. (With -u the ports are busy by design: the old process hands them over.)
+    if !cli.upgrade {
+        check_listeners(&server_cfg).map_err(anyhow::Error::msg)?;
+    }
+    let conf = ServerConf {
+        daemon: cli.daemon,
+        threads: server_cfg.threads,
+        pid_file: server_cfg.pid_file.clone(),
+        upgrade_sock: server_cfg.upgrade_sock.clone(),
+        grace_period_seconds: Some(server_cfg.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(server_cfg.graceful_shutdown_timeout_seconds),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: cli.upgrade,
+        daemon: cli.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    if cli.daemon {
+        server.add_service(background_service(
+            "model stage",
+            LoadModelAfterFork {
+                stage: Arc::clone(&model),
+                cfg: model_cfg,
+            },
+        ));
+    }
+    let reloader = Arc::new(Reloader::new(
+        cli.conf.clone(),
+        snapshot,
+        Arc::clone(&metrics),
+        Arc::clone(&model),
+    ));
+    let state = Arc::clone(&reloader.current);
+
+    let mut chat = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        KefuProxy::new(Arc::clone(&state), Arc::clone(&metrics), model),
+        "chat",
+    );
+    for addr in &server_cfg.chat_listen {
+        chat.add_tcp(addr);
+    }
+    chat.threads = Some(server_cfg.threads);
+
+    let mut admin = Service::new(
+        "admin".to_string(),
+        AdminApp {
+            reloader: Arc::clone(&reloader),
+            metrics,
+        },
+    );
+    for addr in &server_cfg.admin_listen {
+        admin.add_tcp(addr);
+    }
+    admin.threads = Some(1);
+
+    server.add_service(chat);
+    server.add_service(admin);
+    server.add_service(background_service(
+        "reload on SIGHUP",
+        ReloadOnHangup {
+            pipe: hangup,
+            reloader,
+        },
+    ));
+    server.add_service(background_service(
+        "upstream health checks",
+        HealthCheckService { state },
+    ));
+    log::info!(
+        "kefu-edge {} starting from {}",
+        env!("CARGO_PKG_VERSION"),
+        cli.conf.display()
+    );
+    server.run_forever()
+}
+
+/// Loads the model stage once the server runs (after the fork of --daemon).
+struct LoadModelAfterFork {
+    stage: Arc<ModelStage>,
+    cfg: ModelConfig,
+}
+
+#[async_trait]
+impl BackgroundService for LoadModelAfterFork {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        self.stage.apply(&self.cfg);
+    }
+}
+
+/// Health checks for the upstream pools of whatever configuration is current: every tick,
+/// each pool whose interval has passed is checked (`upstream::Pool::check_if_due`).
+pub struct HealthCheckService {
+    pub state: Arc<ArcSwap<Snapshot>>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthCheckService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let tick = Duration::from_millis(100);
+        loop {
+            let snapshot = self.state.load_full();
+            let now = Instant::now();
+            for pool in snapshot.upstreams.pools() {
+                pool.check_if_due(now).await;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+}
