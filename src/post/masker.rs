@@ -1,62 +1,79 @@
-//! Sensitive-word masking with a whitelist that wins.
+//! Sensitive-word masking with a whitelist that wins and no false alarms on ordinary words.
 //!
-//! Sensitive words and whitelisted words share one character-wise double-array Aho-Corasick
-//! automaton (daachorse), fed folded characters (full width, case; see `text`) with the
-//! configured separator characters skipped, so `ＶＸ`, `Vx` and `v x` all match `vx`. A
-//! sensitive hit is masked unless it lies inside a whitelist hit: `杀` is masked in `杀人`
-//! but not in `杀菌`, and `爆款` is never touched. The common case, a reply with no
-//! sensitive word, costs one pass and no allocation.
+//! A reply is read as a stream of folded characters (full width, case; see `text`) with the
+//! separators skipped (`ignore_chars`, and with `ignore_symbols` any punctuation, symbol or
+//! emoji), so `ＶＸ`, `v x` and `微❤信` all match. Three kinds of match feed one decision:
+//! - the listed words and the whitelist, in one character-wise double-array Aho-Corasick
+//!   automaton (daachorse);
+//! - with `homophones`, listed words by sound (`sound`: 薇信 for 微信, `weixin`, `wei信`);
+//! - a sensitive match is then kept only if it is a word of the reply: not inside a
+//!   whitelist match (爆款, 秒杀), not straddled by a dictionary word (`segment`: 加厚大麻布袋,
+//!   权威信息, 爆炸头), and for Latin letters not part of a longer Latin word (`usb` is not
+//!   `sb`, `WXGA` is not `wx`).
+//!
+//! The common case, a reply with no sensitive match, costs one pass over the stream.
 
 use daachorse::CharwiseDoubleArrayAhoCorasick;
 
+use super::segment::{self, Segmenter};
+use super::sound::Readings;
 use crate::text;
+
+/// How the masker reads a reply (from `post.yaml`).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub ignore_chars: Vec<char>,
+    pub ignore_symbols: bool,
+    pub segmentation: bool,
+    pub homophones: bool,
+    pub mask: char,
+}
 
 pub struct SensitiveMasker {
     /// Value: `chars << 1 | is_whitelist`.
-    automaton: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
-    ignore: IgnoreSet,
-    mask: char,
+    exact: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
+    /// The listed words by sound: toned and spoken patterns (value: positions).
+    sound: Option<Sound>,
+    segmenter: Option<Segmenter>,
+    settings: Settings,
 }
 
-/// The separator characters skipped inside words: a bitmap for ASCII (the usual case, one
-/// test per character) and a short list for the rest.
-struct IgnoreSet {
-    ascii: u128,
-    other: Vec<char>,
+struct Sound {
+    readings: Readings,
+    toned: CharwiseDoubleArrayAhoCorasick<u32>,
+    spoken: CharwiseDoubleArrayAhoCorasick<u32>,
 }
 
-impl IgnoreSet {
-    fn new(chars: &[char]) -> IgnoreSet {
-        let mut set = IgnoreSet {
-            ascii: 0,
-            other: Vec::new(),
-        };
-        for &c in chars {
-            if c.is_ascii() {
-                set.ascii |= 1 << (c as u32);
-            } else {
-                set.other.push(c);
-            }
-        }
-        set
-    }
+/// Fewest Latin letters a match spelled out entirely in pinyin needs (`laji`, `weixin`).
+const MIN_SPELLED_LETTERS: usize = 4;
 
-    #[inline]
-    fn contains(&self, c: char) -> bool {
-        if c.is_ascii() {
-            self.ascii & (1 << (c as u32)) != 0
-        } else {
-            self.other.contains(&c)
-        }
-    }
-}
-
-/// A hit in "consumed" positions (characters fed to the automaton), end inclusive.
-#[derive(Clone, Copy)]
+/// A match over stream positions `start..=end`.
+#[derive(Clone, Copy, Debug)]
 struct Hit {
     start: usize,
     end: usize,
     whitelist: bool,
+}
+
+/// The reply as the automata read it.
+struct Stream {
+    /// Folded characters that were not skipped.
+    chars: Vec<char>,
+    /// For each of them, its index among the reply's characters.
+    at: Vec<usize>,
+    /// The reply's characters, folded.
+    all: Vec<char>,
+    /// ... and as they were.
+    raw: Vec<char>,
+}
+
+fn build(patterns: Vec<(String, u32)>) -> anyhow::Result<CharwiseDoubleArrayAhoCorasick<u32>> {
+    CharwiseDoubleArrayAhoCorasick::with_values(patterns)
+        .map_err(|e| anyhow::anyhow!("building sensitive-word automaton: {e}"))
+}
+
+fn is_latin(c: char) -> bool {
+    c.is_ascii_alphanumeric()
 }
 
 impl SensitiveMasker {
@@ -64,115 +81,205 @@ impl SensitiveMasker {
     pub fn new(
         sensitive: &[String],
         whitelist: &[String],
-        ignore: &[char],
-        mask: char,
+        settings: Settings,
     ) -> anyhow::Result<SensitiveMasker> {
-        let strip = |w: &String| -> String { w.chars().filter(|c| !ignore.contains(c)).collect() };
-        let mut patterns: Vec<(String, u32)> = Vec::new();
+        let skip = |c: char| {
+            settings.ignore_chars.contains(&c) || (settings.ignore_symbols && !c.is_alphanumeric())
+        };
+        let strip = |w: &String| -> String { w.chars().filter(|&c| !skip(c)).collect() };
+        let mut exact: Vec<(String, u32)> = Vec::new();
+        let mut add = |w: String, whitelist: bool| {
+            if !w.is_empty() && !exact.iter().any(|(p, _)| *p == w) {
+                let value = (w.chars().count() as u32) << 1 | u32::from(whitelist);
+                exact.push((w, value));
+            }
+        };
         for w in whitelist {
-            let w = strip(w);
-            if !w.is_empty() && !patterns.iter().any(|(p, _)| *p == w) {
-                patterns.push((w.clone(), (w.chars().count() as u32) << 1 | 1));
+            add(strip(w), true);
+        }
+        let words: Vec<String> = sensitive.iter().map(strip).collect();
+        for w in &words {
+            add(w.clone(), false);
+        }
+        let mut readings = Readings::default();
+        let (mut toned, mut spoken): (Vec<(String, u32)>, Vec<(String, u32)>) = Default::default();
+        if settings.homophones {
+            for w in &words {
+                if let Some((t, s)) = readings.patterns(w) {
+                    for (list, p) in [(&mut toned, t), (&mut spoken, s)] {
+                        if !list.iter().any(|(q, _)| *q == p) {
+                            let n = p.chars().count() as u32;
+                            list.push((p, n));
+                        }
+                    }
+                }
             }
         }
-        for w in sensitive {
-            let w = strip(w);
-            if !w.is_empty() && !patterns.iter().any(|(p, _)| *p == w) {
-                patterns.push((w.clone(), (w.chars().count() as u32) << 1));
-            }
-        }
-        let automaton = if patterns.iter().any(|(_, v)| v & 1 == 0) {
-            Some(
-                CharwiseDoubleArrayAhoCorasick::with_values(patterns)
-                    .map_err(|e| anyhow::anyhow!("building sensitive-word automaton: {e}"))?,
-            )
-        } else {
+        let any_sensitive = exact.iter().any(|(_, v)| v & 1 == 0);
+        let sound = if toned.is_empty() {
             None
+        } else {
+            Some(Sound {
+                readings,
+                toned: build(toned)?,
+                spoken: build(spoken)?,
+            })
         };
         Ok(SensitiveMasker {
-            automaton,
-            ignore: IgnoreSet::new(ignore),
-            mask,
+            exact: if any_sensitive {
+                Some(build(exact)?)
+            } else {
+                None
+            },
+            sound,
+            segmenter: (settings.segmentation && any_sensitive).then(Segmenter::new),
+            settings,
         })
     }
 
-    /// Walk the folded, separator-free characters of `text`, calling `on_hit` for every
-    /// match with its consumed end position, and `on_char` for every original character
-    /// with its consumed position (`None` when skipped).
-    fn scan(
-        &self,
+    fn skipped(&self, c: char) -> bool {
+        self.settings.ignore_chars.contains(&c)
+            || (self.settings.ignore_symbols && !c.is_alphanumeric())
+    }
+
+    fn stream(&self, text: &str) -> Stream {
+        let raw: Vec<char> = text.chars().collect();
+        let all: Vec<char> = raw.iter().map(|&c| text::fold_char(c)).collect();
+        let mut s = Stream {
+            chars: Vec::with_capacity(all.len()),
+            at: Vec::with_capacity(all.len()),
+            all: Vec::new(),
+            raw,
+        };
+        for (i, &c) in all.iter().enumerate() {
+            if !self.skipped(c) {
+                s.chars.push(c);
+                s.at.push(i);
+            }
+        }
+        s.all = all;
+        s
+    }
+
+    /// Every match of `ac` over `chars` (value: `len << 1 | whitelist`, or `len` alone with
+    /// `whitelist_bit` false).
+    fn hits(
         ac: &CharwiseDoubleArrayAhoCorasick<u32>,
-        text: &str,
-        mut on_char: impl FnMut(Option<usize>),
-        mut on_hit: impl FnMut(Hit) -> bool,
+        chars: &[char],
+        whitelist_bit: bool,
+        out: &mut Vec<Hit>,
     ) {
         let mut stepper = ac.find_overlapping_stepper();
-        let mut consumed = 0usize;
-        for c in text.chars() {
-            let f = text::fold_char(c);
-            if self.ignore.contains(f) {
-                on_char(None);
-                continue;
-            }
-            on_char(Some(consumed));
-            stepper.consume(f);
+        for (i, &c) in chars.iter().enumerate() {
+            stepper.consume(c);
             for m in stepper.matches() {
                 let v = m.value();
-                let len = (v >> 1) as usize;
-                let hit = Hit {
-                    start: consumed + 1 - len,
-                    end: consumed,
-                    whitelist: v & 1 == 1,
+                let (len, whitelist) = if whitelist_bit {
+                    ((v >> 1) as usize, v & 1 == 1)
+                } else {
+                    (v as usize, false)
                 };
-                if !on_hit(hit) {
-                    return;
-                }
+                out.push(Hit {
+                    start: i + 1 - len,
+                    end: i,
+                    whitelist,
+                });
             }
-            consumed += 1;
         }
+    }
+
+    /// A Latin match must be a whole Latin word of the reply: no letter or digit right before
+    /// it, no letter right after it (`vx123` is a contact, `WXGA` and `1.5Vx2` are not), and
+    /// no skipped non-ASCII character inside it (`S，B款` is a size and a style).
+    fn latin_word(&self, s: &Stream, h: &Hit) -> bool {
+        let (first, last) = (s.chars[h.start], s.chars[h.end]);
+        if is_latin(first) {
+            let before = s.at[h.start].checked_sub(1).map(|i| s.all[i]);
+            if before.is_some_and(is_latin) {
+                return false;
+            }
+        }
+        if is_latin(last)
+            && s.all
+                .get(s.at[h.end] + 1)
+                .is_some_and(|c| c.is_ascii_alphabetic())
+        {
+            return false;
+        }
+        let all_latin = s.chars[h.start..=h.end].iter().all(|&c| is_latin(c));
+        // A listed separator (`ignore_chars`, such as `·`) joins letters; any other wide
+        // punctuation (`，`) ends a Latin word.
+        let wide_separator = (s.at[h.start]..=s.at[h.end]).any(|i| {
+            self.skipped(s.all[i])
+                && !self.settings.ignore_chars.contains(&s.all[i])
+                && !s.raw[i].is_ascii()
+        });
+        !(all_latin && wide_separator)
     }
 
     /// The masked text, or `None` when nothing needs masking.
     pub fn mask(&self, text: &str) -> Option<String> {
-        let ac = self.automaton.as_ref()?;
-        // Pass 1, allocation-free: is there any sensitive hit at all?
-        let mut any = false;
-        self.scan(
-            ac,
-            text,
-            |_| {},
-            |h| {
-                any |= !h.whitelist;
-                !any
-            },
-        );
-        if !any {
+        if self.exact.is_none() && self.sound.is_none() {
             return None;
         }
-        // Pass 2: collect hits and the consumed position of every original character.
+        let s = self.stream(text);
         let mut hits = Vec::new();
-        let mut positions = Vec::with_capacity(text.len());
-        self.scan(
-            ac,
-            text,
-            |p| positions.push(p),
-            |h| {
-                hits.push(h);
-                true
-            },
-        );
+        if let Some(ac) = &self.exact {
+            Self::hits(ac, &s.chars, true, &mut hits);
+        }
+        if let Some(sound) = &self.sound {
+            Self::hits(
+                &sound.toned,
+                &sound.readings.toned(&s.chars),
+                false,
+                &mut hits,
+            );
+            let spoken = sound.readings.spoken(&s.chars);
+            let sounds: Vec<char> = spoken.iter().map(|p| p.sound).collect();
+            let mut by_ear = Vec::new();
+            Self::hits(&sound.spoken, &sounds, false, &mut by_ear);
+            // Only what was (partly) spelled in Latin letters: the toned stream judges
+            // Chinese characters, with their tones.
+            for h in by_ear {
+                let part = &spoken[h.start..=h.end];
+                let letters = part
+                    .iter()
+                    .filter(|p| p.spelled)
+                    .map(|p| p.last + 1 - p.first)
+                    .sum::<usize>();
+                let mixed = part.iter().any(|p| !p.spelled);
+                if letters > 0 && (mixed || letters >= MIN_SPELLED_LETTERS) {
+                    hits.push(Hit {
+                        start: spoken[h.start].first,
+                        end: spoken[h.end].last,
+                        whitelist: false,
+                    });
+                }
+            }
+        }
+        if !hits.iter().any(|h| !h.whitelist) {
+            return None;
+        }
         let white: Vec<Hit> = hits.iter().copied().filter(|h| h.whitelist).collect();
-        let mut masked = vec![false; positions.len()];
+        let mut starts: Option<Vec<bool>> = None;
+        let mut masked = vec![false; s.all.len()];
         for h in hits.iter().filter(|h| !h.whitelist) {
-            if white.iter().any(|w| w.start <= h.start && h.end <= w.end) {
+            if white.iter().any(|w| w.start <= h.start && h.end <= w.end) || !self.latin_word(&s, h)
+            {
                 continue;
             }
-            // Mask from the first to the last character of the hit, separators included.
-            let first = positions.iter().position(|p| *p == Some(h.start));
-            let last = positions.iter().rposition(|p| *p == Some(h.end));
-            if let (Some(first), Some(last)) = (first, last) {
-                masked[first..=last].iter_mut().for_each(|m| *m = true);
+            if let Some(seg) = &self.segmenter
+                && segment::is_chinese(s.chars[h.start]) | segment::is_chinese(s.chars[h.end])
+            {
+                let starts = starts.get_or_insert_with(|| seg.word_starts(&s.chars));
+                if segment::straddled(&s.chars, starts, h.start, h.end) {
+                    continue;
+                }
             }
+            // Mask from the first to the last character of the match, separators included.
+            masked[s.at[h.start]..=s.at[h.end]]
+                .iter_mut()
+                .for_each(|m| *m = true);
         }
         if !masked.contains(&true) {
             return None;
@@ -180,55 +287,11 @@ impl SensitiveMasker {
         Some(
             text.chars()
                 .zip(masked)
-                .map(|(c, m)| if m { self.mask } else { c })
+                .map(|(c, m)| if m { self.settings.mask } else { c })
                 .collect(),
         )
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn masker() -> SensitiveMasker {
-        let words: Vec<String> = ["杀", "爆", "vx", "加微信", "第一", "傻逼"]
-            .map(String::from)
-            .into();
-        let white: Vec<String> = ["杀菌", "秒杀", "爆款", "第一时间"]
-            .map(String::from)
-            .into();
-        SensitiveMasker::new(&words, &white, &[' ', '.', '-'], '*').unwrap()
-    }
-
-    #[test]
-    fn whitelist_first() {
-        let m = masker();
-        assert_eq!(m.mask("这款爆款杀菌洗衣液正在秒杀"), None);
-        assert_eq!(m.mask("我们会第一时间发货"), None);
-        assert_eq!(m.mask("杀人游戏"), Some("*人游戏".into()));
-        assert_eq!(m.mask("爆款要爆了"), Some("爆款要*了".into()));
-        assert_eq!(m.mask("全网第一"), Some("全网**".into()));
-    }
-
-    #[test]
-    fn folds_width_and_case_and_skips_separators() {
-        let m = masker();
-        assert_eq!(m.mask("加我ＶＸ"), Some("加我**".into()));
-        assert_eq!(m.mask("加我Vx吧"), Some("加我**吧".into()));
-        assert_eq!(m.mask("加微 信聊"), Some("****聊".into()));
-        assert_eq!(m.mask("v.x: abc"), Some("***: abc".into()));
-        assert_eq!(m.mask("普通的回复"), None);
-    }
-
-    #[test]
-    fn overlapping_sensitive_words_are_all_masked() {
-        let m = masker();
-        assert_eq!(m.mask("傻逼杀"), Some("***".into()));
-    }
-
-    #[test]
-    fn no_sensitive_words_means_no_automaton() {
-        let m = SensitiveMasker::new(&[], &["爆款".into()], &[], '*').unwrap();
-        assert_eq!(m.mask("爆款"), None);
-    }
-}
+mod tests;

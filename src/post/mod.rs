@@ -3,12 +3,14 @@
 //! templates splice in while a campaign's window is open.
 
 mod masker;
+mod segment;
+mod sound;
 
 use std::borrow::Cow;
 
 use jiff::Timestamp;
 
-pub use masker::SensitiveMasker;
+pub use masker::{SensitiveMasker, Settings};
 
 use crate::config::PostConfig;
 
@@ -59,8 +61,13 @@ impl ReplyFilter {
             masker: SensitiveMasker::new(
                 &cfg.sensitive_words,
                 &cfg.whitelist,
-                &cfg.ignore_chars,
-                cfg.mask_char,
+                Settings {
+                    ignore_chars: cfg.ignore_chars.clone(),
+                    ignore_symbols: cfg.ignore_symbols,
+                    segmentation: cfg.segmentation,
+                    homophones: cfg.homophones,
+                    mask: cfg.mask_char,
+                },
             )?,
             campaigns: Campaigns::new(cfg),
         })
@@ -95,6 +102,9 @@ mod tests {
             whitelist: vec![],
             mask_char: '#',
             ignore_chars: vec![],
+            ignore_symbols: false,
+            segmentation: false,
+            homophones: false,
             campaigns,
         }
     }
