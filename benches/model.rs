@@ -93,7 +93,12 @@ fn main() {
     let texts = messages();
     let encoded: Vec<Vec<u32>> = texts
         .iter()
-        .map(|t| version.encoder.encode(t).unwrap())
+        .map(|t| {
+            version
+                .encoder
+                .encode(&kefu_edge::model::ModelInput::alone(t))
+                .unwrap()
+        })
         .collect();
     let mean_tokens = encoded.iter().map(Vec::len).sum::<usize>() as f64 / encoded.len() as f64;
     let per_seq = flops(&manifest, mean_tokens);

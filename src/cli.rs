@@ -52,6 +52,11 @@ pub enum Command {
         /// path hands on, and report its intent and probability for them.
         #[arg(long)]
         with_model: bool,
+        /// Each stdin line is `prev_intent<TAB>prev_text<TAB>text`: the message with the
+        /// dialogue's previous turn, decided as the server decides a follow-up (`-<TAB><TAB>text`
+        /// for a first turn).
+        #[arg(long, conflicts_with = "eval")]
+        context: bool,
     },
     /// Score the dialogue context on written dialogues (models/data/dialogues.tsv): intent
     /// accuracy of every turn decided alone and with the dialogue so far, and the order
@@ -119,6 +124,17 @@ pub struct CorpusFlags {
     /// models/README.md).
     #[arg(long)]
     pub jddc_adjudication: Option<PathBuf>,
+    /// Train only on the JDDC lines whose blind label (this file, ids only, e.g.
+    /// models/data/jddc_blind_train.tsv) agrees with the published one.
+    #[arg(long)]
+    pub jddc_train_confirmed: Option<PathBuf>,
+    /// Choose the thresholds on the JDDC development lines whose blind label (this file,
+    /// e.g. models/data/jddc_blind_dev.tsv) agrees with the published one.
+    #[arg(long)]
+    pub jddc_dev_confirmed: Option<PathBuf>,
+    /// Also report the test figures on the confirmed JDDC test lines.
+    #[arg(long, default_value = "models/eval/jddc_blind_test.tsv")]
+    pub jddc_test_blind: PathBuf,
 }
 
 impl CorpusFlags {

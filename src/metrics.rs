@@ -165,8 +165,8 @@ impl Metrics {
             )?,
             shadow: counter_vec(
                 "kefu_model_shadow_total",
-                "Fast-path answers also scored by the model, by fast-path intent and whether the model agreed",
-                &["intent", "agree"],
+                "Fast-path answers also scored by the model, by fast-path intent, whether the model agreed, and the model version that scored (a candidate on gray traffic is compared with the active one this way)",
+                &["intent", "agree", "version"],
             )?,
             model_batch,
             requests,
@@ -252,9 +252,9 @@ impl Metrics {
             .inc();
     }
 
-    pub fn shadow(&self, intent: Intent, agree: bool) {
+    pub fn shadow(&self, intent: Intent, agree: bool, version: &str) {
         self.shadow
-            .with_label_values(&[intent.as_str(), if agree { "yes" } else { "no" }])
+            .with_label_values(&[intent.as_str(), if agree { "yes" } else { "no" }, version])
             .inc();
     }
 

@@ -260,7 +260,9 @@ impl Pipeline {
     /// rule of `dialog.yaml` that fits a recent intent, or a bare order number) decides with
     /// confidence 1, like a keyword rule; these are the short messages ("那要多久") the
     /// router cannot place alone. Otherwise the router's two-stage decision, as for a
-    /// message alone. The flag says whether the context decided.
+    /// message alone, except that with a previous turn in the window the router does not
+    /// answer (`context.model_decides_follow_ups`): the model stage reads the message with
+    /// that turn. The flag says whether the context decided.
     pub fn decide_in_context(&self, text: &str, context: &Context<'_>) -> (Decision, bool) {
         let keyword = self.keywords.classify(text).map(|hit| hit.intent);
         let keyword_answers = keyword.is_some_and(|k| self.rules.answers(k));
@@ -281,12 +283,21 @@ impl Pipeline {
             return (decision, true);
         }
         let router = self.router.as_ref();
-        let decision = two_stage(
+        let mut decision = two_stage(
             keyword,
             || router.and_then(|r| r.router.classify(text)),
             |intent| router.map_or(1.0, |r| r.threshold(intent)),
             |intent| self.rules.answers(intent),
         );
+        // A follow-up means what it means after the previous turn, which only the model
+        // stage reads: the router's fast path does not answer it (a keyword rule still does).
+        if decision.stage == Stage::Rule
+            && !keyword_answers
+            && context.previous().is_some()
+            && self.context.model_decides_follow_ups()
+        {
+            decision.stage = Stage::Model;
+        }
         (decision, false)
     }
 

@@ -50,7 +50,11 @@ fn batched_and_single_inference_give_the_same_classes() {
     let stage = ModelStage::start(&cfg.model, BatchMetrics::unregistered()).expect("model loads");
     let single: Vec<_> = HANDED_ON
         .iter()
-        .map(|t| stage.classify_blocking(t).expect("single"))
+        .map(|t| {
+            stage
+                .classify_blocking(kefu_edge::model::ModelInput::alone(t))
+                .expect("single")
+        })
         .collect();
     assert!(single.iter().all(|p| p.batch_size == 1));
     // All at once from many threads: they queue behind each other and share batches.
@@ -61,7 +65,9 @@ fn batched_and_single_inference_give_the_same_classes() {
             let stage = Arc::clone(&stage);
             thread::spawn(move || {
                 stage
-                    .classify_blocking(HANDED_ON[i % HANDED_ON.len()])
+                    .classify_blocking(kefu_edge::model::ModelInput::alone(
+                        HANDED_ON[i % HANDED_ON.len()],
+                    ))
                     .expect("batched")
             })
         })
@@ -387,9 +393,10 @@ fn what_the_model_cannot_answer_goes_to_the_answer_upstream_and_its_reply_is_fil
         );
     }
     assert_eq!(asked.load(Ordering::Relaxed), HANDED_ON.len());
-    // A fast-path answer never reaches the bot.
+    // A fast-path answer never reaches the bot (a first message: in a dialogue the model
+    // stage, which reads the previous turn, decides).
     assert_eq!(
-        server.chat("u-bot", "亲，我要退款").json()["source"],
+        server.chat("u-bot-first", "亲，我要退款").json()["source"],
         "rule"
     );
     assert_eq!(asked.load(Ordering::Relaxed), HANDED_ON.len());
@@ -422,4 +429,50 @@ fn an_answer_upstream_that_is_down_leaves_the_fallback() {
         assert_eq!(v["reply"], "亲,转人工客服哦~");
     }
     server.assert_metrics(&["kefu_upstream_failures_total{pool=\"bot\"} 3"]);
+}
+
+/// Every shipped version that reads the previous turn encodes its manifest's examples to the
+/// ids the training pipeline gave them: the server asks the model exactly what it learned.
+#[test]
+fn shipped_versions_encode_inputs_as_the_training_pipeline_did() {
+    use kefu_edge::config::ModelGate;
+    use kefu_edge::intent::Intent;
+    use kefu_edge::model::{ModelInput, ModelVersion};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/intent");
+    let gate = ModelGate { min_accuracy: 0.0 };
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let version =
+            ModelVersion::open(&path, &name, &gate, 512).unwrap_or_else(|e| panic!("{e}"));
+        let Some(format) = &version.manifest.input_format else {
+            continue;
+        };
+        assert!(
+            format.examples.len() >= 4,
+            "{name}: examples in the manifest"
+        );
+        assert!(format.examples.iter().any(|e| e.previous.is_some()));
+        for e in &format.examples {
+            let input = ModelInput {
+                text: e.text.clone(),
+                previous: e
+                    .previous
+                    .as_ref()
+                    .map(|(i, t)| (i.parse::<Intent>().unwrap(), t.clone())),
+            };
+            assert_eq!(
+                version.encoder.encode(&input).unwrap(),
+                e.ids,
+                "{name}: {e:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 0,
+        "no version with an input format in {}",
+        dir.display()
+    );
 }

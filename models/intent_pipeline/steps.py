@@ -23,11 +23,20 @@ def _schedule(opt, total, warmup=0.06):
     )
 
 
-def _optimiser(model, lr, total):
-    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
-    rest = [p for n, p in model.named_parameters() if p.dim() <= 1]
+def _optimiser(model, lr, total, head_lr=1.0):
+    """AdamW with BERT's weight decay; the new classifier (`cls`, `pool`) learns `head_lr`
+    times faster than the pre-trained body (a fresh layer on top of a trained one)."""
+    groups = {}
+    for n, p in model.named_parameters():
+        head = n.startswith(("cls.", "pool."))
+        key = (head, p.dim() > 1)
+        groups.setdefault(key, []).append(p)
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}], lr=lr
+        [
+            {"params": ps, "weight_decay": 0.01 if decay else 0.0, "lr": lr * (head_lr if head else 1.0)}
+            for (head, decay), ps in groups.items()
+        ],
+        lr=lr,
     )
     return opt, _schedule(opt, total)
 
@@ -76,36 +85,46 @@ def pretrain_mlm(model: Encoder, seqs, epochs, lr, batch, rng: random.Random):
                 _log(step, t0, "mlm", loss.item())
 
 
-def finetune(model: Encoder, seqs, y, epochs, lr, batch, rng, teacher_logits=None, alpha=0.5, temp=2.0):
+def finetune(model: Encoder, seqs, y, epochs, lr, batch, rng, teacher_logits=None, alpha=0.5,
+             temp=2.0, weights=None, head_lr=1.0):
     """Cross-entropy on the labels; with `teacher_logits` (one row per sequence), mixed with
-    the soft-label loss of knowledge distillation (Hinton et al.) at temperature `temp`."""
+    the soft-label loss of knowledge distillation (Hinton et al.) at temperature `temp`. A
+    label of -1 means unlabelled: that row learns from the soft labels alone. `weights` (one
+    per row) weigh the rows' losses (sources of different value)."""
     lengths = [len(s) for s in seqs]
     steps = epochs * math.ceil(len(seqs) / batch)
-    opt, sched = _optimiser(model, lr, steps)
+    opt, sched = _optimiser(model, lr, steps, head_lr)
     y = torch.tensor(y)
+    w = torch.ones(len(seqs)) if weights is None else torch.tensor(weights, dtype=torch.float)
     model.train()
     t0, step = time.time(), 0
     for _ in range(epochs):
         for idx in batches(len(seqs), lengths, batch, rng):
             ids, mask = pad([seqs[i] for i in idx])
             logits = model(ids, mask)
-            loss = F.cross_entropy(logits, y[idx])
+            labelled = y[idx] >= 0
+            ce = F.cross_entropy(logits, y[idx].clamp(min=0), reduction="none") * labelled
+            per_row = ce
             if teacher_logits is not None:
                 soft = F.softmax(teacher_logits[idx] / temp, -1)
-                kd = F.kl_div(F.log_softmax(logits / temp, -1), soft, reduction="batchmean")
-                loss = (1 - alpha) * loss + alpha * kd * temp * temp
+                kd = F.kl_div(F.log_softmax(logits / temp, -1), soft, reduction="none").sum(-1)
+                kd = kd * temp * temp
+                per_row = torch.where(labelled, (1 - alpha) * ce + alpha * kd, kd)
+            loss = (per_row * w[idx]).sum() / w[idx].sum()
             _step(model, opt, sched, loss)
             step += 1
             if step % 200 == 0:
                 _log(step, t0, "fine-tune", loss.item())
 
 
-def distill_layers(teacher: Encoder, student: Encoder, seqs, epochs, lr, batch, rng):
+def distill_layers(teacher: Encoder, student: Encoder, seqs, epochs, lr, batch, rng,
+                   layer_map=None):
     """TinyBERT's intermediate-layer distillation: student block m imitates teacher block
-    g(m) = m * L_t / L_s in attention scores (MSE, padding masked) and hidden states (MSE),
-    and the embeddings imitate the teacher's. Same width and heads, so no projection."""
+    g(m) (by default m * L_t / L_s) in attention scores (MSE, padding masked) and hidden
+    states (MSE), and the embeddings imitate the teacher's. Same width and heads, so no
+    projection."""
     lt, ls = teacher.cfg.layers, student.cfg.layers
-    layer_map = [(m + 1) * lt // ls - 1 for m in range(ls)]
+    layer_map = layer_map or [(m + 1) * lt // ls - 1 for m in range(ls)]
     lengths = [len(s) for s in seqs]
     steps = epochs * math.ceil(len(seqs) / batch)
     opt, sched = _optimiser(student, lr, steps)
@@ -131,20 +150,29 @@ def distill_layers(teacher: Encoder, student: Encoder, seqs, epochs, lr, batch, 
     return layer_map
 
 
-def taylor_head_importance(model: Encoder, seqs, y, batch, rng):
+def taylor_importance(model: Encoder, seqs, y, batch, rng):
     """Michel et al. (2019): the importance of head h is |sum over the data of
-    d loss / d gate_h| with every gate at 1, normalised per layer (L2)."""
+    d loss / d gate_h| with every gate at 1, normalised per layer (L2); the same for every
+    feed-forward neuron (Molchanov et al.'s first-order Taylor criterion). Labels of -1
+    (unlabelled rows) are skipped. Returns (heads, neurons), per layer."""
     model.eval()
     gates = [torch.ones(h, requires_grad=True) for h in model.cfg.heads]
+    ffn_gates = [torch.ones(f, requires_grad=True) for f in model.cfg.ffns]
     y = torch.tensor(y)
-    lengths = [len(s) for s in seqs]
-    for idx in batches(len(seqs), lengths, batch, rng):
+    keep = [i for i in range(len(seqs)) if y[i] >= 0]
+    lengths = [len(seqs[i]) for i in keep]
+    for chunk in batches(len(keep), lengths, batch, rng):
+        idx = [keep[i] for i in chunk]
         ids, mask = pad([seqs[i] for i in idx])
-        hiddens, _ = model.encode(ids, mask, gates)
-        loss = F.cross_entropy(model.classify(hiddens[-1]), y[idx], reduction="sum")
+        hiddens, _ = model.encode(ids, mask, gates, ffn_gates)
+        loss = F.cross_entropy(model.classify(hiddens[-1], mask), y[idx], reduction="sum")
         loss.backward()
-    scores = [g.grad.abs() for g in gates]
-    return [(s / (s.norm() + 1e-12)).tolist() for s in scores]
+    model.zero_grad()
+
+    def normalised(gs):
+        return [(g.grad.abs() / (g.grad.abs().norm() + 1e-12)).tolist() for g in gs]
+
+    return normalised(gates), normalised(ffn_gates)
 
 
 @torch.no_grad()

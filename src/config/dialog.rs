@@ -150,8 +150,14 @@ pub struct ClusterConfig {
 struct RawContext {
     #[serde(default = "default_within", with = "humantime_serde")]
     within: Duration,
+    #[serde(default = "default_true")]
+    model_decides_follow_ups: bool,
     #[serde(default)]
     follow_ups: Vec<RawFollowUp>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_within() -> Duration {
@@ -201,6 +207,9 @@ pub struct FollowUpRule {
 pub struct ContextConfig {
     /// A previous turn older than this is no longer context.
     pub within: Duration,
+    /// With a previous turn in the window, the router's fast path does not answer: the
+    /// model stage reads the message with that turn (keyword rules and follow-ups still win).
+    pub model_decides_follow_ups: bool,
     pub follow_ups: Vec<FollowUpRule>,
 }
 
@@ -352,6 +361,7 @@ pub fn validate(raw: RawDialog, src: &Source) -> Result<DialogConfig, Vec<Config
             history: raw.history,
             context: ContextConfig {
                 within: raw.context.within,
+                model_decides_follow_ups: raw.context.model_decides_follow_ups,
                 follow_ups,
             },
         }),

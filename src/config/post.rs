@@ -22,11 +22,22 @@ pub struct RawPost {
 #[serde(deny_unknown_fields)]
 struct RawSensitive {
     words_file: PathBuf,
+    compounds_file: Option<PathBuf>,
     whitelist_file: Option<PathBuf>,
     #[serde(default = "default_mask")]
     mask_char: char,
     #[serde(default = "default_ignore")]
     ignore_chars: String,
+    #[serde(default = "default_true")]
+    ignore_symbols: bool,
+    #[serde(default = "default_true")]
+    segmentation: bool,
+    #[serde(default = "default_true")]
+    homophones: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_mask() -> char {
@@ -55,6 +66,14 @@ pub struct PostConfig {
     pub mask_char: char,
     /// Characters skipped between the characters of a word, so `微 信` still matches `微信`.
     pub ignore_chars: Vec<char>,
+    /// Also skip every other character that is neither a letter nor a digit (punctuation,
+    /// symbols, emoji: `微❤信`, `微，信`).
+    pub ignore_symbols: bool,
+    /// A match that a dictionary word straddles is not masked (加厚大麻布袋, 权威信息).
+    pub segmentation: bool,
+    /// Words of two or more Chinese characters also match by sound (薇信 for 微信) and in
+    /// pinyin (`weixin`).
+    pub homophones: bool,
     pub campaigns: Vec<CampaignConfig>,
 }
 
@@ -82,7 +101,14 @@ pub fn validate(raw: RawPost, src: &Source) -> Result<PostConfig, Vec<ConfigErro
             }
         }
     };
-    let words = read_list("words_file", &raw.sensitive.words_file);
+    let mut words = read_list("words_file", &raw.sensitive.words_file);
+    if let Some(p) = &raw.sensitive.compounds_file {
+        for w in read_list("compounds_file", p) {
+            if !words.contains(&w) {
+                words.push(w);
+            }
+        }
+    }
     let whitelist = match &raw.sensitive.whitelist_file {
         Some(p) => read_list("whitelist_file", p),
         None => Vec::new(),
@@ -140,6 +166,9 @@ pub fn validate(raw: RawPost, src: &Source) -> Result<PostConfig, Vec<ConfigErro
         whitelist,
         mask_char: raw.sensitive.mask_char,
         ignore_chars,
+        ignore_symbols: raw.sensitive.ignore_symbols,
+        segmentation: raw.sensitive.segmentation,
+        homophones: raw.sensitive.homophones,
         campaigns,
     })
 }

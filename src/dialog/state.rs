@@ -67,6 +67,14 @@ impl DialogState {
             .collect()
     }
 
+    /// The text of the newest turn not older than `within_secs`.
+    pub fn previous_text(&self, now: i64, within_secs: i64) -> Option<&str> {
+        self.history
+            .back()
+            .filter(|t| now - t.at <= within_secs)
+            .map(|t| t.text.as_str())
+    }
+
     /// Record a turn: keep at most `history` turns, count it, take the slots it named.
     pub fn record(&mut self, turn: Turn, slots: &Slots, handed_to_human: bool, history: usize) {
         let mut turn = turn;

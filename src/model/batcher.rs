@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::ModelError;
 use super::backend::{Backend, PaddedBatch};
-use super::version::TextEncoder;
+use super::version::{ModelInput, TextEncoder};
 use crate::config::BatchConfig;
 use crate::intent::Intent;
 use crate::router::trained::softmax_best;
@@ -36,7 +36,7 @@ pub struct Prediction {
 }
 
 struct Job {
-    text: String,
+    input: ModelInput,
     enqueued: Instant,
     deadline: Instant,
     reply: oneshot::Sender<Result<Prediction, ModelError>>,
@@ -125,11 +125,11 @@ impl Batcher {
     }
 
     /// Queue a message; refused at once when the queue is full.
-    pub fn submit(&self, text: &str, deadline: Duration) -> Result<Pending, ModelError> {
+    pub fn submit(&self, input: ModelInput, deadline: Duration) -> Result<Pending, ModelError> {
         let (reply, rx) = oneshot::channel();
         let now = Instant::now();
         let job = Job {
-            text: text.to_owned(),
+            input,
             enqueued: now,
             deadline: now + deadline,
             reply,
@@ -214,7 +214,7 @@ impl Worker {
                 let _ = job.reply.send(Err(ModelError::DeadlinePassed));
                 continue;
             }
-            match self.encoder.encode(&job.text) {
+            match self.encoder.encode(&job.input) {
                 Ok(ids) => {
                     sequences.push(ids);
                     live.push(job);

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::ModelError;
 use super::backend::{Backend, Runtime};
 use super::batcher::{BatchMetrics, Batcher, Prediction};
-use super::version::ModelVersion;
+use super::version::{ModelInput, ModelVersion};
 use crate::config::{BatchConfig, ModelConfig};
 use crate::text::fnv1a;
 
@@ -206,7 +206,7 @@ impl ModelStage {
         )?;
         for text in WARM_UP {
             batcher
-                .submit(text, Duration::from_secs(30))?
+                .submit(ModelInput::alone(text), Duration::from_secs(30))?
                 .wait_blocking()
                 .map_err(|e| ModelError::Load(format!("version {name}: warm-up: {e}")))?;
         }
@@ -240,11 +240,11 @@ impl ModelStage {
     pub async fn classify(
         &self,
         user_id: &str,
-        text: &str,
+        input: ModelInput,
     ) -> Result<(Prediction, ServedBy), ModelError> {
         let d = self.current.load_full().ok_or(ModelError::Disabled)?;
         let version = d.pick(user_id);
-        let pending = version.batcher.submit(text, d.deadline)?;
+        let pending = version.batcher.submit(input, d.deadline)?;
         let served = ServedBy {
             version: version.name.clone(),
         };
@@ -254,11 +254,11 @@ impl ModelStage {
     }
 
     /// The same on a plain thread (the CLI), on the active version.
-    pub fn classify_blocking(&self, text: &str) -> Result<Prediction, ModelError> {
+    pub fn classify_blocking(&self, input: ModelInput) -> Result<Prediction, ModelError> {
         let d = self.current.load_full().ok_or(ModelError::Disabled)?;
         d.active
             .batcher
-            .submit(text, d.deadline.max(Duration::from_secs(10)))?
+            .submit(input, d.deadline.max(Duration::from_secs(10)))?
             .wait_blocking()
     }
 }

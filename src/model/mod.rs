@@ -14,7 +14,7 @@ pub mod version;
 pub use backend::{Backend, OrtBackend, PaddedBatch, Runtime};
 pub use batcher::{BatchMetrics, Batcher, Pending, Prediction};
 pub use deploy::{Deployment, ModelStage, ServedBy};
-pub use version::{ModelVersion, TextEncoder};
+pub use version::{ModelInput, ModelVersion, TextEncoder};
 
 /// Why the model gave no answer. On a request path every one of these ends in the fallback
 /// reply, never an error status.

@@ -22,6 +22,36 @@ pub struct VersionManifest {
     /// Validation accuracy by origin (`authored`, `jddc`): the model alone and the
     /// two-stage decision.
     pub metrics: BTreeMap<String, SplitAccuracy>,
+    /// How a message and its previous turn become ids (v2 on); absent: `[CLS] text [SEP]`
+    /// of a BERT tokenizer, the message alone (v1).
+    #[serde(default)]
+    pub input_format: Option<InputFormat>,
+}
+
+/// The input layout of a model that reads the previous turn: `<s> message </s>` or
+/// `<s> message </s></s> context </s>`, the context being `context` with `{intent_name}`
+/// and `{text}` filled in; the message cut to `message_tokens`, the context to
+/// `context_tokens` (the training pipeline's `inputs.py` builds the same).
+#[derive(Debug, Clone, Deserialize)]
+pub struct InputFormat {
+    pub bos: u32,
+    pub eos: u32,
+    pub message_tokens: usize,
+    pub context_tokens: usize,
+    pub context: String,
+    pub intent_names: BTreeMap<String, String>,
+    /// Inputs with the ids the training pipeline gave them: what [`TextEncoder`] must give
+    /// too (tests/model.rs checks every shipped version).
+    #[serde(default)]
+    pub examples: Vec<EncodedExample>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EncodedExample {
+    pub text: String,
+    /// (intent id, text) of the previous turn.
+    pub previous: Option<(String, String)>,
+    pub ids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,44 +66,124 @@ pub struct SplitAccuracy {
     pub two_stage: f64,
 }
 
+/// What the model is asked about: a message, and the dialogue's previous turn when there is
+/// one (its decided intent and its text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInput {
+    pub text: String,
+    pub previous: Option<(Intent, String)>,
+}
+
+impl ModelInput {
+    pub fn alone(text: &str) -> ModelInput {
+        ModelInput {
+            text: text.to_owned(),
+            previous: None,
+        }
+    }
+}
+
 /// Text to token ids, as the training pipeline encoded it.
 pub struct TextEncoder {
     tokenizer: Tokenizer,
-    sep: u32,
-    max_tokens: usize,
+    layout: Layout,
+}
+
+enum Layout {
+    /// `[CLS] text [SEP]` by the tokenizer's own template, at most `max_tokens` (v1).
+    Single { sep: u32, max_tokens: usize },
+    /// [`InputFormat`], with the context template split at its two fields.
+    Pair {
+        format: InputFormat,
+        names: BTreeMap<Intent, String>,
+    },
 }
 
 impl TextEncoder {
-    pub fn open(path: &Path, max_tokens: usize) -> Result<TextEncoder, ModelError> {
+    pub fn open(
+        path: &Path,
+        max_tokens: usize,
+        format: Option<&InputFormat>,
+    ) -> Result<TextEncoder, ModelError> {
         let tokenizer = Tokenizer::from_file(path)
             .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
-        TextEncoder::new(tokenizer, max_tokens)
+        TextEncoder::new(tokenizer, max_tokens, format)
             .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))
     }
 
-    pub fn new(tokenizer: Tokenizer, max_tokens: usize) -> Result<TextEncoder, ModelError> {
-        let sep = tokenizer
-            .token_to_id("[SEP]")
-            .ok_or_else(|| ModelError::Load("the tokenizer has no [SEP] token".into()))?;
-        Ok(TextEncoder {
-            tokenizer,
-            sep,
-            max_tokens,
-        })
+    pub fn new(
+        tokenizer: Tokenizer,
+        max_tokens: usize,
+        format: Option<&InputFormat>,
+    ) -> Result<TextEncoder, ModelError> {
+        let layout = match format {
+            None => Layout::Single {
+                sep: tokenizer
+                    .token_to_id("[SEP]")
+                    .ok_or_else(|| ModelError::Load("the tokenizer has no [SEP] token".into()))?,
+                max_tokens,
+            },
+            Some(f) => {
+                let mut names = BTreeMap::new();
+                for (id, name) in &f.intent_names {
+                    let intent = id
+                        .parse::<Intent>()
+                        .map_err(|e| ModelError::Load(format!("input_format: {e}")))?;
+                    names.insert(intent, name.clone());
+                }
+                Layout::Pair {
+                    format: f.clone(),
+                    names,
+                }
+            }
+        };
+        Ok(TextEncoder { tokenizer, layout })
     }
 
-    /// `[CLS] … [SEP]`, at most `max_tokens` ids (the end is cut, [SEP] kept).
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+    fn pieces(&self, text: &str) -> Result<Vec<u32>, ModelError> {
         let encoding = self
             .tokenizer
-            .encode(text, true)
+            .encode(text, false)
             .map_err(|e| ModelError::Inference(format!("tokenizer: {e}")))?;
-        let mut ids = encoding.get_ids().to_vec();
-        if ids.len() > self.max_tokens {
-            ids.truncate(self.max_tokens - 1);
-            ids.push(self.sep);
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The ids of `input` (a v1 model reads the message alone).
+    pub fn encode(&self, input: &ModelInput) -> Result<Vec<u32>, ModelError> {
+        match &self.layout {
+            Layout::Single { sep, max_tokens } => {
+                let encoding = self
+                    .tokenizer
+                    .encode(input.text.as_str(), true)
+                    .map_err(|e| ModelError::Inference(format!("tokenizer: {e}")))?;
+                let mut ids = encoding.get_ids().to_vec();
+                if ids.len() > *max_tokens {
+                    ids.truncate(max_tokens - 1);
+                    ids.push(*sep);
+                }
+                Ok(ids)
+            }
+            Layout::Pair { format, names } => {
+                let mut ids = vec![format.bos];
+                let mut message = self.pieces(&input.text)?;
+                message.truncate(format.message_tokens);
+                ids.extend(message);
+                ids.push(format.eos);
+                if let Some((intent, text)) = &input.previous {
+                    let name = names.get(intent).map_or(intent.as_str(), String::as_str);
+                    let context = format
+                        .context
+                        .replace("{intent_name}", name)
+                        .replace("{text}", text);
+                    let mut pieces = self.pieces(&context)?;
+                    pieces.truncate(format.context_tokens);
+                    ids.push(format.eos);
+                    ids.extend(pieces);
+                    ids.push(format.eos);
+                }
+                Ok(ids)
+            }
         }
-        Ok(ids)
     }
 }
 
@@ -149,6 +259,7 @@ impl ModelVersion {
         let encoder = TextEncoder::open(
             &dir.join("tokenizer.json"),
             max_tokens.min(manifest.max_len),
+            manifest.input_format.as_ref(),
         )?;
         Ok(ModelVersion {
             name: name.to_owned(),

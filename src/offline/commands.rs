@@ -13,6 +13,7 @@ use super::eval::Evaluation;
 use super::train::{TrainOptions, audit_keywords, export_splits, train};
 use crate::cli::{Command, CorpusFlags, Failure, TrainFlags};
 use crate::config::Config;
+use crate::dialog::{Context, Slots};
 use crate::intent::Intent;
 use crate::router::manifest::TrainParams;
 
@@ -22,10 +23,12 @@ pub fn run(dir: &Path, command: Command) -> Result<(), Failure> {
         Command::Classify {
             eval: None,
             with_model,
-        } => classify(dir, with_model),
+            context,
+        } => classify(dir, with_model, context),
         Command::Classify {
             eval: Some(file),
             with_model,
+            ..
         } => evaluate(dir, &file, with_model),
         Command::EvalDialogues { file, with_model } => eval_dialogues(dir, &file, with_model),
         Command::TrainRouter {
@@ -70,6 +73,9 @@ fn data_only(data: CorpusFlags) -> TrainOptions {
     TrainOptions {
         jddc_dir: data.jddc_dir(),
         jddc_adjudication: data.jddc_adjudication,
+        jddc_train_confirmed: data.jddc_train_confirmed,
+        jddc_dev_confirmed: data.jddc_dev_confirmed,
+        jddc_test_blind: Some(data.jddc_test_blind),
         corpus_dir: data.corpus,
         out_dir: PathBuf::new(),
         eval_dir: PathBuf::new(),
@@ -79,15 +85,31 @@ fn data_only(data: CorpusFlags) -> TrainOptions {
 }
 
 /// `classify`: one message per line on stdin, `intent<TAB>confidence<TAB>stage` per line out.
-fn classify(dir: &Path, with_model: bool) -> Result<(), Failure> {
+/// With `context`, a line is `prev_intent<TAB>prev_text<TAB>text` (`-` for no previous turn):
+/// the decision of the server for a message whose dialogue's newest turn is that one.
+fn classify(dir: &Path, with_model: bool, context: bool) -> Result<(), Failure> {
     let decider = Decider::open(dir, with_model)?;
     let stdin = std::io::stdin().lock();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for line in stdin.lines() {
+    for (n, line) in stdin.lines().enumerate() {
         let Ok(line) = line else {
             return Err(anyhow::anyhow!("stdin is not UTF-8").into());
         };
-        let d = decider.decide(line.trim_end_matches('\r'));
+        let line = line.trim_end_matches('\r');
+        let d = if context {
+            let (previous, text) = parse_context_line(line)
+                .map_err(|e| anyhow::anyhow!("stdin line {}: {e}", n + 1))?;
+            let recent: Vec<Intent> = previous.iter().map(|p| p.0).collect();
+            let slots = Slots::extract(text);
+            let ctx = Context {
+                recent: &recent,
+                previous_text: previous.map(|p| p.1),
+                order: slots.order.as_deref(),
+            };
+            decider.decide_in_context(text, &ctx).0
+        } else {
+            decider.decide(line)
+        };
         writeln!(
             out,
             "{}\t{:.4}\t{}",
@@ -98,6 +120,18 @@ fn classify(dir: &Path, with_model: bool) -> Result<(), Failure> {
         .map_err(|_| Failure::Silent)?;
     }
     out.flush().map_err(|_| Failure::Silent)
+}
+
+/// `prev_intent<TAB>prev_text<TAB>text`; a previous intent of `-` means a first turn.
+fn parse_context_line(line: &str) -> anyhow::Result<(Option<(Intent, &str)>, &str)> {
+    let mut cols = line.splitn(3, '\t');
+    let (Some(intent), Some(previous), Some(text)) = (cols.next(), cols.next(), cols.next()) else {
+        anyhow::bail!("expected `prev_intent<TAB>prev_text<TAB>text`");
+    };
+    if intent == "-" {
+        return Ok((None, text));
+    }
+    Ok((Some((intent.parse::<Intent>()?, previous)), text))
 }
 
 /// `classify --eval FILE`: score a `text<TAB>intent` file and print the report.

@@ -196,6 +196,50 @@ impl Adjudication {
     }
 }
 
+/// A blind labelling of JDDC questions (`models/data/jddc_blind_{train,dev}.tsv`,
+/// `models/eval/jddc_blind_test.tsv`): by `file:line`, the intent a reader who never saw the
+/// published label gave, and whether the message alone made it clear. A line is *confirmed*
+/// when the two labels agree; the published labels are as noisy as a second reader finds
+/// them (they agree on about three lines in four).
+pub struct BlindLabels(BTreeMap<String, (Intent, bool)>);
+
+impl BlindLabels {
+    /// Lines `id<TAB>intent<TAB>kind` (`clear`, `context`, `ambiguous`); `#` lines are comments.
+    pub fn load(path: &Path) -> anyhow::Result<BlindLabels> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut labels = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let at = || format!("{}:{}", path.display(), n + 1);
+            let cols: Vec<&str> = line.split('\t').collect();
+            let [id, intent, kind] = cols[..] else {
+                anyhow::bail!("{}: expected `id<TAB>intent<TAB>kind`", at());
+            };
+            let intent = intent.parse::<Intent>().with_context(at)?;
+            labels.insert(id.to_owned(), (intent, kind == "clear"));
+        }
+        Ok(BlindLabels(labels))
+    }
+
+    /// Whether a JDDC example's blind label agrees with its published one (`None`: not a
+    /// labelled JDDC line).
+    pub fn confirms(&self, e: &Example) -> Option<bool> {
+        let (intent, _) = self.0.get(e.source.as_ref()?)?;
+        Some(*intent == e.intent)
+    }
+
+    /// The examples without the JDDC lines the blind reader disagrees with (corpus lines and
+    /// unlabelled JDDC lines stay); how many were dropped.
+    pub fn keep_confirmed(&self, examples: &mut Vec<Example>) -> usize {
+        let before = examples.len();
+        examples.retain(|e| self.confirms(e) != Some(false));
+        before - examples.len()
+    }
+}
+
 /// Split into training, development and test parts, stratified by origin and intent.
 pub fn split(examples: &[Example]) -> Splits {
     let mut groups: BTreeMap<(Origin, Intent), Vec<&Example>> = BTreeMap::new();

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::cli::{Failure, load_config};
 use crate::dialog::Context;
-use crate::model::{BatchMetrics, ModelStage};
+use crate::model::{BatchMetrics, ModelInput, ModelStage};
 use crate::pipeline::{Decision, Pipeline, Stage};
 
 /// The decision stages of a configuration directory for the CLI (the pipeline, and the
@@ -50,7 +50,10 @@ impl Decider {
             return (d, true);
         }
         let d = match (&self.model, d.stage) {
-            (Some(model), Stage::Model) => match model.classify_blocking(text) {
+            (Some(model), Stage::Model) => match model.classify_blocking(ModelInput {
+                text: text.to_owned(),
+                previous: context.previous().map(|(i, t)| (i, t.to_owned())),
+            }) {
                 Ok(p) => {
                     let p = self.pipeline.model_intent(text, &p, self.router_weight);
                     Decision {

@@ -117,6 +117,7 @@ pub fn run(turns: &[EvalTurn], decide: impl Fn(&str, &Context<'_>) -> (Decision,
         let recent = state.recent(now, i64::MAX, CONTEXT_TURNS);
         let context = Context {
             recent: &recent,
+            previous_text: state.previous_text(now, i64::MAX),
             order: turn_slots.order.as_deref(),
         };
         let (decision, by_context) = decide(&t.text, &context);

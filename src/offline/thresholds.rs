@@ -25,6 +25,7 @@ use crate::router::manifest::Thresholds;
 use crate::router::trained::RouterGuess;
 
 /// One validation message with what both layers said about it.
+#[derive(Clone)]
 pub struct Scored {
     pub truth: Intent,
     pub origin: Origin,

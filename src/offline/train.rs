@@ -33,6 +33,11 @@ pub struct TrainOptions {
     pub jddc_dir: Option<PathBuf>,
     /// Corrections of JDDC training labels (`corpus::Adjudication`), if any.
     pub jddc_adjudication: Option<PathBuf>,
+    /// Blind labels: train on confirmed JDDC lines only; choose thresholds on confirmed
+    /// development lines; report confirmed test figures (`corpus::BlindLabels`).
+    pub jddc_train_confirmed: Option<PathBuf>,
+    pub jddc_dev_confirmed: Option<PathBuf>,
+    pub jddc_test_blind: Option<PathBuf>,
     /// Where `router.bin` and `manifest.json` go.
     pub out_dir: PathBuf,
     /// Where the development and test splits are written for `classify --eval` (JDDC text
@@ -135,6 +140,9 @@ fn splits(opts: &TrainOptions) -> anyhow::Result<(corpus::Splits, Option<(usize,
         }
         _ => None,
     };
+    if let Some(path) = &opts.jddc_train_confirmed {
+        corpus::BlindLabels::load(path)?.keep_confirmed(&mut parts.train);
+    }
     Ok((parts, adjusted))
 }
 
@@ -164,24 +172,61 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
             .collect()
     };
     let (dev, test) = (score(&parts.dev), score(&parts.test));
+    // The confirmed JDDC lines of a part (blind label agrees), scored.
+    let confirmed =
+        |path: &Option<PathBuf>, set: &[Example]| -> anyhow::Result<Option<Vec<Scored>>> {
+            let Some(path) = path.as_ref().filter(|p| p.is_file()) else {
+                return Ok(None);
+            };
+            let blind = corpus::BlindLabels::load(path)?;
+            let mut kept = set.to_vec();
+            blind.keep_confirmed(&mut kept);
+            kept.retain(|e| e.origin == Origin::Jddc);
+            Ok(Some(score(&kept)))
+        };
+    let dev_confirmed = confirmed(&opts.jddc_dev_confirmed, &parts.dev)?;
+    let test_confirmed = confirmed(&opts.jddc_test_blind, &parts.test)?;
     let answers = |i: Intent| keywords.answers(i);
-    let thresholds = thresholds::choose(&dev, &opts.precision_targets, answers);
+    // The JDDC precision target applies to the confirmed development lines when given.
+    let choose_on: Vec<Scored> = match &dev_confirmed {
+        Some(c) => dev
+            .iter()
+            .filter(|s| s.origin == Origin::Authored)
+            .chain(c)
+            .cloned()
+            .collect(),
+        None => dev.clone(),
+    };
+    let thresholds = thresholds::choose(&choose_on, &opts.precision_targets, answers);
 
     let mut figures: BTreeMap<&str, BTreeMap<String, Metrics>> = BTreeMap::new();
     let mut reports = Vec::new();
-    for (part, scored) in [("development", &dev), ("test", &test)] {
+    let parts_scored = [
+        ("development", &dev, None),
+        ("development", &dev, dev_confirmed.as_ref()),
+        ("test", &test, None),
+        ("test", &test, test_confirmed.as_ref()),
+    ];
+    for (part, all, confirmed) in parts_scored {
         for origin in [Origin::Authored, Origin::Jddc] {
+            let (scored, name) = match confirmed {
+                None => (all, origin.as_str().to_owned()),
+                Some(_) if origin == Origin::Authored => continue,
+                Some(c) => (c, "jddc_confirmed".to_owned()),
+            };
             let mut eval = Evaluation::default();
             for s in scored.iter().filter(|s| s.origin == origin) {
                 eval.add(s.truth, &decide(s, &thresholds, answers));
             }
             if eval.metrics().examples > 0 {
-                let by_origin = figures.entry(part).or_default();
-                by_origin.insert(origin.as_str().to_owned(), eval.metrics());
                 reports.push((
-                    format!("{part} ({})", origin.as_str()),
+                    format!("{part} ({name})"),
                     layer_figures(scored, origin) + &eval.report(),
                 ));
+                figures
+                    .entry(part)
+                    .or_default()
+                    .insert(name, eval.metrics());
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::api::{self, ApiError, ChatRequest, Limits, TraceId};
 use crate::config::AnswerUpstream;
 use crate::dialog::{self, Dialog, DialogState, Slots};
 use crate::intent::Intent;
-use crate::model::ModelError;
+use crate::model::{ModelError, ModelInput};
 use crate::pipeline::{Answer, ModelVerdict, Source, Stage};
 use crate::state::Snapshot;
 
@@ -104,11 +104,11 @@ impl KefuProxy {
             None
         };
         let turn_slots = Slots::extract(&request.text);
+        let within = snap.pipeline.context().within_secs();
         let (recent, slots) = match &state {
             Some(s) => {
                 let mut slots = s.slots.clone();
                 slots.update(&turn_slots);
-                let within = snap.pipeline.context().within_secs();
                 (s.recent(now, within, dialog::CONTEXT_TURNS), slots)
             }
             None => (Vec::new(), turn_slots.clone()),
@@ -116,6 +116,7 @@ impl KefuProxy {
         let turn = TurnContext {
             context: dialog::Context {
                 recent: &recent,
+                previous_text: state.as_ref().and_then(|s| s.previous_text(now, within)),
                 order: turn_slots.order.as_deref(),
             },
             slots: &slots,
@@ -242,7 +243,11 @@ impl KefuProxy {
             }
             Stage::Model => {
                 let threshold = snap.config.model.threshold;
-                match self.model.classify(&request.user_id, &request.text).await {
+                let input = ModelInput {
+                    text: request.text.to_string(),
+                    previous: turn.context.previous().map(|(i, t)| (i, t.to_owned())),
+                };
+                match self.model.classify(&request.user_id, input).await {
                     Ok((prediction, served)) => {
                         let prediction = snap.pipeline.model_intent(
                             &request.text,
@@ -339,8 +344,8 @@ impl KefuProxy {
         let metrics = std::sync::Arc::clone(&self.metrics);
         let (user_id, text) = (user_id.to_owned(), text.to_owned());
         tokio::spawn(async move {
-            if let Ok((p, _)) = model.classify(&user_id, &text).await {
-                metrics.shadow(fast, p.intent == fast);
+            if let Ok((p, served)) = model.classify(&user_id, ModelInput::alone(&text)).await {
+                metrics.shadow(fast, p.intent == fast, &served.version);
             }
         });
     }

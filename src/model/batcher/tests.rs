@@ -11,7 +11,7 @@ const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,"ad
 
 fn encoder() -> Arc<TextEncoder> {
     let tok = tokenizers::Tokenizer::from_str(TOKENIZER).unwrap();
-    Arc::new(TextEncoder::new(tok, 128).unwrap())
+    Arc::new(TextEncoder::new(tok, 128, None).unwrap())
 }
 
 /// Label = number of real tokens of the row, so padding must not change the answer. Each
@@ -90,7 +90,9 @@ impl Harness {
     }
 
     fn submit(&self, text: &str) -> Pending {
-        self.batcher.submit(text, Duration::from_secs(30)).unwrap()
+        self.batcher
+            .submit(ModelInput::alone(text), Duration::from_secs(30))
+            .unwrap()
     }
 
     fn seen(&self) -> Vec<usize> {
@@ -157,7 +159,9 @@ fn a_full_queue_refuses_at_once() {
     h.started.recv().unwrap();
     let queued = [h.submit("a"), h.submit("a")];
     assert_eq!(h.batcher.queued(), 2);
-    let refused = h.batcher.submit("a", Duration::from_secs(30));
+    let refused = h
+        .batcher
+        .submit(ModelInput::alone("a"), Duration::from_secs(30));
     assert!(matches!(refused, Err(ModelError::Overloaded)));
     h.open();
     assert!(busy.wait_blocking().is_ok());
@@ -171,7 +175,10 @@ fn a_passed_deadline_is_not_inferred() {
     let h = Harness::new(cfg(1, 0, 8), false);
     let busy = h.submit("a");
     h.started.recv().unwrap();
-    let late = h.batcher.submit("a b", Duration::from_millis(1)).unwrap();
+    let late = h
+        .batcher
+        .submit(ModelInput::alone("a b"), Duration::from_millis(1))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(20));
     h.open();
     assert!(busy.wait_blocking().is_ok());

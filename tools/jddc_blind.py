@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Two-stage figures of `kefu-edge classify` on a JDDC split, judged three ways: the published
+(mapped) labels; the lines whose blind label (models/eval/jddc_blind_test.tsv or
+models/data/jddc_blind_dev.tsv, ids only) confirms the mapped one; and the confirmed lines the
+blind reader found clear from the message alone. The text comes from the split that
+`kefu-edge export-splits` wrote (target/model-data, never committed).
+
+    tools/jddc_blind.py [--split test] [--with-model] [-c conf/] [--bin target/release/kefu-edge]
+"""
+import argparse
+import subprocess
+import tempfile
+from pathlib import Path
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--split", default="test", choices=["dev", "test"])
+ap.add_argument("--splits", default="target/model-data")
+ap.add_argument("--with-model", action="store_true")
+ap.add_argument("-c", "--conf", default="conf")
+ap.add_argument("--bin", default="target/release/kefu-edge")
+a = ap.parse_args()
+
+blind_file = {"test": "models/eval/jddc_blind_test.tsv", "dev": "models/data/jddc_blind_dev.tsv"}[a.split]
+blind = {}
+for line in open(blind_file, encoding="utf-8"):
+    if line.strip() and not line.startswith("#"):
+        ref, intent, kind = line.rstrip("\n").split("\t")
+        blind[ref] = (intent, kind)
+
+rows = []
+for line in open(Path(a.splits) / f"{a.split}.tsv", encoding="utf-8"):
+    if line.startswith("#") or not line.strip():
+        continue
+    cols = line.rstrip("\n").split("\t")
+    if cols[2] == "jddc":
+        rows.append((cols[0], cols[1], cols[6]))
+
+groups = {
+    "raw (published labels)": [r for r in rows],
+    "confirmed (blind label agrees)": [r for r in rows if blind.get(r[2], ("",))[0] == r[1]],
+    "confirmed and clear from the message": [
+        r for r in rows if blind.get(r[2], ("", ""))[0] == r[1] and blind[r[2]][1] == "clear"
+    ],
+}
+for name, group in groups.items():
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv", encoding="utf-8", delete=False) as f:
+        for text, intent, _ in group:
+            f.write(f"{text}\t{intent}\n")
+    cmd = [a.bin, "classify", "-c", a.conf, "--eval", f.name] + (["--with-model"] if a.with_model else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    print(f"== JDDC {a.split}, {name}")
+    print("\n".join(out.splitlines()[:4]))
+    Path(f.name).unlink()
