@@ -62,12 +62,23 @@ pub enum Command {
     /// accuracy of every turn decided alone and with the dialogue so far, and the order
     /// slot.
     EvalDialogues {
+        /// Written dialogues; with `--real`, the labels of real ones
+        /// (models/eval/jddc_dialogues.tsv).
         #[arg(default_value = "models/data/dialogues.tsv")]
         file: PathBuf,
         /// Also run the model stage on the turns the fast path hands on (as the server
         /// does), instead of scoring the router's guess there.
         #[arg(long)]
         with_model: bool,
+        /// Real dialogues: FILE labels the shopper turns of the JDDC chat sample given by
+        /// `--chat`; every turn is answered as the server answers it (answers at the edge,
+        /// hand-offs and why, intent accuracy by kind of turn).
+        #[arg(long, requires = "chat")]
+        real: bool,
+        /// The JDDC 2019 chat sample (`data/chat_0.1per.txt` of
+        /// github.com/EndlessLethe/jddc2019-3th-retrieve-model).
+        #[arg(long, value_name = "FILE")]
+        chat: Option<PathBuf>,
     },
     /// Score every operator keyword rule of intents.yaml on the training split: how often it
     /// decided and how often rightly, worst first.

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod conversation;
 pub mod dialog;
 pub mod edge;
 pub mod intent;

@@ -11,7 +11,7 @@ use prometheus::{
 
 use crate::intent::Intent;
 use crate::model::BatchMetrics;
-use crate::pipeline::Source;
+use crate::pipeline::{Handoff, Source};
 
 /// Which part of the public listener served a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,9 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     answers: [IntCounter; 4],
-    intents: Vec<IntCounter>,
+    /// `[source][intent]`.
+    intents: Vec<Vec<IntCounter>>,
+    handoffs: Vec<IntCounter>,
     edge_denied: IntCounterVec,
     limited: IntCounterVec,
     bad_requests: IntCounterVec,
@@ -103,12 +105,26 @@ impl Metrics {
         let answers = Source::ALL.map(|s| answers_vec.with_label_values(&[s.as_str()]));
         let intents_vec = counter_vec(
             "kefu_chat_intents_total",
-            "Chat answers by intent",
-            &["intent"],
+            "Chat answers by the stage that produced them and intent",
+            &["source", "intent"],
         )?;
-        let intents = Intent::ALL
+        let intents = Source::ALL
             .iter()
-            .map(|i| intents_vec.with_label_values(&[i.as_str()]))
+            .map(|s| {
+                Intent::ALL
+                    .iter()
+                    .map(|i| intents_vec.with_label_values(&[s.as_str(), i.as_str()]))
+                    .collect()
+            })
+            .collect();
+        let handoffs_vec = counter_vec(
+            "kefu_chat_handoffs_total",
+            "Answers that hand the shopper to a person, by reason (policy, low_confidence, model_down, nothing_fits, with_person)",
+            &["reason"],
+        )?;
+        let handoffs = Handoff::ALL
+            .iter()
+            .map(|r| handoffs_vec.with_label_values(&[r.as_str()]))
             .collect();
         let histogram = |name: &str, help: &str, buckets: &[f64]| -> anyhow::Result<Histogram> {
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
@@ -173,6 +189,7 @@ impl Metrics {
             latency,
             answers,
             intents,
+            handoffs,
             edge_denied: counter_vec(
                 "kefu_edge_denied_total",
                 "Requests refused by the edge filter (403) by reason",
@@ -228,9 +245,12 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn answered(&self, source: Source, intent: Intent) {
+    pub fn answered(&self, source: Source, intent: Intent, handoff: Option<Handoff>) {
         self.answers[source as usize].inc();
-        self.intents[intent.index()].inc();
+        self.intents[source as usize][intent.index()].inc();
+        if let Some(reason) = handoff {
+            self.handoffs[reason as usize].inc();
+        }
     }
 
     pub fn edge_denied(&self, reason: &str) {
@@ -306,7 +326,7 @@ mod tests {
         let m = Metrics::new().unwrap();
         m.observe_request(Route::Chat, 200, 0.0004);
         m.observe_request(Route::Chat, 429, 0.0001);
-        m.answered(Source::Rule, Intent::Coupon);
+        m.answered(Source::Rule, Intent::Coupon, None);
         m.edge_denied("user_agent");
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
@@ -315,7 +335,7 @@ mod tests {
         );
         assert!(text.contains(r#"kefu_http_requests_total{route="chat",status="429"} 1"#));
         assert!(text.contains(r#"kefu_chat_answers_total{source="rule"} 1"#));
-        assert!(text.contains(r#"kefu_chat_intents_total{intent="coupon"} 1"#));
+        assert!(text.contains(r#"kefu_chat_intents_total{intent="coupon",source="rule"} 1"#));
         assert!(text.contains(r#"kefu_edge_denied_total{reason="user_agent"} 1"#));
         assert!(text.contains("kefu_http_request_duration_seconds_bucket"));
     }

@@ -4,13 +4,15 @@
 
 use std::borrow::Cow;
 
-use crate::config::Config;
+use crate::config::{AnswerPolicy, Config};
+use crate::conversation::{Conversation, TurnKind};
 use crate::dialog::{Context, ContextRules, Slots};
 use crate::intent::{Intent, Tier};
-use crate::model::Prediction;
+use crate::model::{ModelInput, Prediction};
 use crate::post::ReplyFilter;
 use crate::router::{KeywordRouter, RouterGuess, RouterModel};
 use crate::rules::{CachedReply, RuleCache, Vars};
+use crate::template::Template;
 
 /// Which stage produced a reply (the `source` field of the API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +163,42 @@ impl Reply<'_> {
     }
 }
 
+/// Why a person takes over (`handoff_reason` in the API). Only a hand-off uses the
+/// fallback text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// The intent's answer policy is `human` (an explicit request for a person, a complaint).
+    Policy,
+    /// The model stage was not sure enough (below `threshold`).
+    LowConfidence,
+    /// The model stage gave no answer (overloaded, deadline, error, not loaded).
+    ModelDown,
+    /// The intent has no template and no bot answered.
+    NothingFits,
+    /// An acknowledgement after a hand-off: the person has the conversation.
+    WithPerson,
+}
+
+impl Handoff {
+    pub const ALL: [Handoff; 5] = [
+        Handoff::Policy,
+        Handoff::LowConfidence,
+        Handoff::ModelDown,
+        Handoff::NothingFits,
+        Handoff::WithPerson,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handoff::Policy => "policy",
+            Handoff::LowConfidence => "low_confidence",
+            Handoff::ModelDown => "model_down",
+            Handoff::NothingFits => "nothing_fits",
+            Handoff::WithPerson => "with_person",
+        }
+    }
+}
+
 /// A finished answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer<'a> {
@@ -168,6 +206,24 @@ pub struct Answer<'a> {
     pub confidence: f32,
     pub source: Source,
     pub reply: Reply<'a>,
+    /// Set when a person must take over.
+    pub handoff: Option<Handoff>,
+}
+
+/// What one message of a dialogue needs, once the steps before the model stage ran.
+pub enum Step<'a> {
+    /// Answered without the model: a turn with no request (`decision` `None`), or an
+    /// intent decided by a keyword rule, the fast path or the dialogue (`by_context`).
+    Answered {
+        answer: Answer<'a>,
+        decision: Option<Decision>,
+        by_context: bool,
+    },
+    /// The model stage decides: ask it `input`, then [`Pipeline::after_model`].
+    Model {
+        decision: Decision,
+        input: ModelInput,
+    },
 }
 
 pub struct Pipeline {
@@ -177,6 +233,18 @@ pub struct Pipeline {
     rules: RuleCache<PreparedReply>,
     post: ReplyFilter,
     fallback: PreparedReply,
+    /// Who answers each intent, by [`Intent::index`].
+    policies: Vec<AnswerPolicy>,
+    conversation: Conversation,
+    replies: ConversationReplies,
+}
+
+/// The conversation replies, filtered at load time (the card's `{order}` per request).
+struct ConversationReplies {
+    keep_open: PreparedReply,
+    closing: PreparedReply,
+    order_card: Template,
+    product_link: PreparedReply,
 }
 
 fn filter(post: &ReplyFilter, reply: String) -> (String, bool) {
@@ -236,12 +304,27 @@ impl Pipeline {
         } else {
             None
         };
+        let mut policies = vec![AnswerPolicy::Bot; Intent::ALL.len()];
+        for r in &cfg.intents.intents {
+            policies[r.intent.index()] = r.answer;
+        }
+        let c = &cfg.intents.conversation;
+        let prepared = |t: &Template| PreparedReply::new(&post, t.render(&Vars::default()));
+        let replies = ConversationReplies {
+            keep_open: prepared(&c.keep_open),
+            closing: prepared(&c.closing),
+            order_card: c.order_card.clone(),
+            product_link: prepared(&c.product_link),
+        };
         Ok(Pipeline {
             keywords: KeywordRouter::new(&cfg.intents)?,
             context: ContextRules::new(&cfg.dialog.context)?,
             router,
             rules,
             fallback: PreparedReply::new(&post, cfg.intents.fallback_reply.clone()),
+            policies,
+            conversation: Conversation::new(c)?,
+            replies,
             post,
         })
     }
@@ -301,6 +384,56 @@ impl Pipeline {
         (decision, false)
     }
 
+    /// The steps before the model stage for a message of a dialogue, shared by the server
+    /// and the CLI so that both answer alike: a turn with no request ([`Pipeline::converse`]),
+    /// then the decision ([`Pipeline::decide_in_context`]); an intent decided here is
+    /// answered by its policy (a context-decided intent without templates is not asked of
+    /// the model: its text means nothing alone).
+    pub fn step(&self, text: &str, context: &Context<'_>, slots: &Slots) -> Step<'_> {
+        if let Some(answer) = self.converse(text, context, slots) {
+            return Step::Answered {
+                answer,
+                decision: None,
+                by_context: false,
+            };
+        }
+        let (decision, by_context) = self.decide_in_context(text, context);
+        if decision.stage == Stage::Rule || by_context {
+            let answer =
+                self.answer_intent(decision.intent, decision.confidence, Source::Rule, slots);
+            return Step::Answered {
+                answer,
+                decision: Some(decision),
+                by_context,
+            };
+        }
+        let input = ModelInput {
+            text: text.to_owned(),
+            previous: context.previous().map(|(i, t)| (i, t.to_owned())),
+        };
+        Step::Model { decision, input }
+    }
+
+    /// The answer once the model stage spoke (`None`: it could not): its prediction mixed
+    /// with the router's ([`Pipeline::model_intent`]), answered by its policy at
+    /// `threshold` ([`Pipeline::answer_from_model`]). Also the intent and confidence decided.
+    pub fn after_model(
+        &self,
+        decision: &Decision,
+        text: &str,
+        prediction: Option<&Prediction>,
+        model: &crate::config::ModelConfig,
+        slots: &Slots,
+    ) -> (Answer<'_>, ModelVerdict) {
+        match prediction {
+            Some(p) => {
+                let p = self.model_intent(text, p, model.router_weight);
+                self.answer_from_model(decision, Some(&p), model.threshold, slots)
+            }
+            None => self.answer_from_model(decision, None, model.threshold, slots),
+        }
+    }
+
     /// The follow-up rules.
     pub fn context(&self) -> &ContextRules {
         &self.context
@@ -343,24 +476,97 @@ impl Pipeline {
         self.answer_decided(&self.decide(text), &Slots::default())
     }
 
-    /// The answer of a fast-path decision: the rule cache's reply (using the dialogue's
-    /// `slots` where a template asks for them), or the fallback for a message handed on to
-    /// a model stage that is not there.
-    pub fn answer_decided(&self, decision: &Decision, slots: &Slots) -> Answer<'_> {
-        let cached = match decision.stage {
-            Stage::Rule => self.cached_reply(decision.intent, slots),
-            Stage::Model => None,
-        };
-        let (source, reply) = match cached {
-            Some(reply) => (Source::Rule, reply),
-            None => (Source::Fallback, Reply::Prepared(&self.fallback)),
-        };
+    /// Who answers `intent` (`answer` in intents.yaml).
+    pub fn policy(&self, intent: Intent) -> AnswerPolicy {
+        self.policies[intent.index()]
+    }
+
+    /// A person takes over: the fallback text.
+    pub fn handoff(&self, intent: Intent, confidence: f32, reason: Handoff) -> Answer<'_> {
         Answer {
-            intent: decision.intent,
-            confidence: decision.confidence,
-            source,
-            reply,
+            intent,
+            confidence,
+            source: Source::Fallback,
+            reply: Reply::Prepared(&self.fallback),
+            handoff: Some(reason),
         }
+    }
+
+    /// The answer to a decided intent by its policy: its template (`source`: rule or model),
+    /// with the hand-off when the policy is `human` (a complaint is apologised for, then
+    /// passed on); the fallback when it has no template (the caller asks the shop's bot
+    /// first when there is one).
+    pub fn answer_intent(
+        &self,
+        intent: Intent,
+        confidence: f32,
+        source: Source,
+        slots: &Slots,
+    ) -> Answer<'_> {
+        let human = self.policy(intent) == AnswerPolicy::Human;
+        match self.cached_reply(intent, slots) {
+            Some(reply) => Answer {
+                intent,
+                confidence,
+                source,
+                reply,
+                handoff: human.then_some(Handoff::Policy),
+            },
+            None if human => self.handoff(intent, confidence, Handoff::Policy),
+            None => self.handoff(intent, confidence, Handoff::NothingFits),
+        }
+    }
+
+    /// The answer of a fast-path decision: the intent by its policy, or a hand-off for a
+    /// message handed on to a model stage that is not there.
+    pub fn answer_decided(&self, decision: &Decision, slots: &Slots) -> Answer<'_> {
+        match decision.stage {
+            Stage::Rule => {
+                self.answer_intent(decision.intent, decision.confidence, Source::Rule, slots)
+            }
+            Stage::Model => self.handoff(decision.intent, decision.confidence, Handoff::ModelDown),
+        }
+    }
+
+    /// A turn that carries no request (`conversation`), answered with the dialogue: an
+    /// acknowledgement keeps the conversation open, or closes it after an acknowledgement
+    /// or with a closing word, and stays with the person after a hand-off; a card or link
+    /// that opens a chat is asked back about (later in a dialogue the context rules place
+    /// it). `None`: the message has a request.
+    pub fn converse(&self, text: &str, context: &Context<'_>, slots: &Slots) -> Option<Answer<'_>> {
+        let kind = self.conversation.kind(text)?;
+        let answer = |intent, reply| Answer {
+            intent,
+            confidence: 1.0,
+            source: Source::Rule,
+            reply,
+            handoff: None,
+        };
+        let after_acknowledgement = context.recent.first() == Some(&Intent::ThanksBye);
+        Some(match kind {
+            TurnKind::Acknowledgement | TurnKind::Closing if context.handed_to_human => {
+                self.handoff(Intent::ThanksBye, 1.0, Handoff::WithPerson)
+            }
+            TurnKind::Acknowledgement if !after_acknowledgement => {
+                answer(Intent::ThanksBye, Reply::Prepared(&self.replies.keep_open))
+            }
+            TurnKind::Acknowledgement | TurnKind::Closing => {
+                answer(Intent::ThanksBye, Reply::Prepared(&self.replies.closing))
+            }
+            _ if context.previous().is_some() => return None,
+            TurnKind::OrderCard => {
+                let vars = Vars {
+                    order: slots.order.as_deref(),
+                    ..Vars::default()
+                };
+                let text = self.replies.order_card.render(&vars);
+                answer(Intent::Greeting, self.finish(text))
+            }
+            TurnKind::ProductLink => answer(
+                Intent::Greeting,
+                Reply::Prepared(&self.replies.product_link),
+            ),
+        })
     }
 
     /// The router's probability of every intent of `text`, indexed by [`Intent::index`].
@@ -394,9 +600,9 @@ impl Pipeline {
     }
 
     /// The answer of the model stage for a message the fast path handed on: the model's
-    /// intent answered from its reply templates when it has some and the model is at least
-    /// `threshold` sure; otherwise the fallback. `None`: the model gave no answer (queue
-    /// full, deadline, error), so the router's guess is reported with the fallback.
+    /// intent by its policy when the model is at least `threshold` sure; otherwise a
+    /// hand-off. `None`: the model gave no answer (queue full, deadline, error), so the
+    /// router's guess is reported with the hand-off.
     pub fn answer_from_model(
         &self,
         decision: &Decision,
@@ -405,33 +611,20 @@ impl Pipeline {
         slots: &Slots,
     ) -> (Answer<'_>, ModelVerdict) {
         let Some(p) = prediction else {
-            return (self.answer_decided(decision, slots), ModelVerdict::NoAnswer);
-        };
-
-        let fallback = |verdict| {
-            let answer = Answer {
-                intent: p.intent,
-                confidence: p.prob,
-                source: Source::Fallback,
-                reply: Reply::Prepared(&self.fallback),
-            };
-            (answer, verdict)
+            let answer = self.handoff(decision.intent, decision.confidence, Handoff::ModelDown);
+            return (answer, ModelVerdict::NoAnswer);
         };
         if p.prob < threshold {
-            return fallback(ModelVerdict::BelowThreshold);
+            let answer = self.handoff(p.intent, p.prob, Handoff::LowConfidence);
+            return (answer, ModelVerdict::BelowThreshold);
         }
-        match self.cached_reply(p.intent, slots) {
-            Some(reply) => (
-                Answer {
-                    intent: p.intent,
-                    confidence: p.prob,
-                    source: Source::Model,
-                    reply,
-                },
-                ModelVerdict::Answered,
-            ),
-            None => fallback(ModelVerdict::NoTemplate),
-        }
+        let answer = self.answer_intent(p.intent, p.prob, Source::Model, slots);
+        let verdict = if answer.handoff == Some(Handoff::NothingFits) {
+            ModelVerdict::NoTemplate
+        } else {
+            ModelVerdict::Answered
+        };
+        (answer, verdict)
     }
 
     /// Pass a reply made for one request (model, upstream) through the reply filter.
@@ -535,14 +728,92 @@ mod tests {
             (Source::Fallback, ModelVerdict::BelowThreshold)
         );
         assert_eq!(a.reply.text(), "亲,转人工客服哦~");
+        assert_eq!(a.handoff, Some(Handoff::LowConfidence));
+        // Out of scope: a redirect, not a person.
         let other = Prediction {
             intent: Intent::Other,
             ..sure.clone()
         };
         let (a, v) = p.answer_from_model(&d, Some(&other), 0.5, &Slots::default());
-        assert_eq!((a.source, v), (Source::Fallback, ModelVerdict::NoTemplate));
+        assert_eq!(
+            (a.source, v, a.handoff),
+            (Source::Model, ModelVerdict::Answered, None)
+        );
+        // A complaint is apologised for, then handed on (`answer: human`).
+        let angry = Prediction {
+            intent: Intent::Complaint,
+            ..sure.clone()
+        };
+        let (a, _) = p.answer_from_model(&d, Some(&angry), 0.5, &Slots::default());
+        assert_eq!(a.handoff, Some(Handoff::Policy));
+        assert!(a.reply.text().contains("抱歉"), "{}", a.reply.text());
         let (a, v) = p.answer_from_model(&d, None, 0.5, &Slots::default());
         assert_eq!((a.source, v), (Source::Fallback, ModelVerdict::NoAnswer));
+        assert_eq!(a.handoff, Some(Handoff::ModelDown));
+    }
+
+    #[test]
+    fn turns_without_a_request_are_answered_with_the_dialogue() {
+        let p = Pipeline::new(&shipped_config(), None).unwrap();
+        let none = Slots::default();
+        let after = |recent: &'static [Intent], handed| Context {
+            recent,
+            previous_text: Some("x"),
+            order: None,
+            handed_to_human: handed,
+        };
+        // After an answer: keep the conversation open; after that question: close.
+        let a = p
+            .converse("好的", &after(&[Intent::RefundApply], false), &none)
+            .unwrap();
+        assert_eq!((a.intent, a.handoff), (Intent::ThanksBye, None));
+        assert!(a.reply.text().contains("还有其他"), "{}", a.reply.text());
+        let a = p
+            .converse("嗯嗯", &after(&[Intent::ThanksBye], false), &none)
+            .unwrap();
+        assert!(a.reply.text().contains("不客气"), "{}", a.reply.text());
+        let a = p
+            .converse(
+                "没有了，谢谢！",
+                &after(&[Intent::RefundApply], false),
+                &none,
+            )
+            .unwrap();
+        assert!(a.reply.text().contains("不客气"), "{}", a.reply.text());
+        // After a hand-off it stays with the person.
+        let a = p
+            .converse("好的", &after(&[Intent::Complaint], true), &none)
+            .unwrap();
+        assert_eq!(a.handoff, Some(Handoff::WithPerson));
+        // Never a hand-off for a bare 好的 otherwise, even alone.
+        assert_eq!(
+            p.converse("好的", &Context::NONE, &none).unwrap().handoff,
+            None
+        );
+        // A card opening a chat is asked back about, with its order.
+        let slots = Slots::extract("订单号 4410298736651207");
+        let a = p
+            .converse("订单号 4410298736651207", &Context::NONE, &slots)
+            .unwrap();
+        assert!(
+            a.reply.text().contains("4410298736651207"),
+            "{}",
+            a.reply.text()
+        );
+        assert_eq!(a.handoff, None);
+        // Later in a dialogue the context rules place it; a question is not a turn without one.
+        assert!(
+            p.converse(
+                "订单号 4410298736651207",
+                &after(&[Intent::Invoice], false),
+                &slots
+            )
+            .is_none()
+        );
+        assert!(
+            p.converse("好的，什么时候发货", &Context::NONE, &none)
+                .is_none()
+        );
     }
 
     #[test]

@@ -59,8 +59,8 @@ enum Segment {
     Var(Var),
 }
 
-/// A parsed reply template.
-#[derive(Debug, Clone, PartialEq)]
+/// A parsed reply template (the default one is empty).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Template {
     source: String,
     segments: Vec<Segment>,

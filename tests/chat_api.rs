@@ -13,14 +13,17 @@ fn every_fast_intent_is_answered_from_the_rule_cache() {
     let server = Server::start(&conf);
     let samples = tsv("tests/data/intent_samples.tsv");
     let mut seen = std::collections::BTreeSet::new();
-    for (text, want) in &samples {
-        let r = server.chat("u-intents", text);
+    // One user per message: a message alone (in a dialogue the model stage decides).
+    for (i, (text, want)) in samples.iter().enumerate() {
+        let r = server.chat(&format!("u-intents-{i}"), text);
         assert_eq!(r.status, 200, "{text}: {}", r.text());
         let v = r.json();
         if want == "fallback" {
-            // Nothing in the rules fits; the model stage may still know it.
+            // Nothing in the rules fits; the model stage may still know it, or it carries
+            // no request (an acknowledgement: kept open, not handed on).
+            let acknowledged = v["intent"] == "thanks_bye" && v["handoff"] == false;
             assert!(
-                v["source"] == "model" || v["source"] == "fallback",
+                v["source"] == "model" || v["source"] == "fallback" || acknowledged,
                 "{text}: {v}"
             );
             continue;
@@ -54,13 +57,63 @@ fn every_fast_intent_is_answered_from_the_rule_cache() {
 }
 
 #[test]
-fn nothing_fits_means_the_fallback_reply() {
+fn a_person_takes_over_only_when_needed_and_the_answer_says_so() {
     let conf = Conf::new();
+    // Nothing the model says is sure enough: a hand-off, with the fallback text.
+    conf.patch("model.yaml", "threshold: 0.9 ", "threshold: 1.0 ");
     let server = Server::start(&conf);
-    let v = server.chat("u1", "你们老板喜欢吃什么水果").json();
-    assert_eq!(v["reply"], "亲,转人工客服哦~");
+    let v = server.chat("u1", "这个东西到底能不能用啊我也说不清").json();
+    assert_eq!(v["reply"], "亲,转人工客服哦~", "{v}");
     assert_eq!(v["source"], "fallback");
-    assert_eq!(v["intent"], "other");
+    assert_eq!(v["handoff"], true);
+    assert_eq!(v["handoff_reason"], "low_confidence");
+    // An explicit request for a person: the intent's own reply, and the hand-off.
+    let v = server.chat("u2", "转人工").json();
+    assert_eq!(
+        (&v["intent"], &v["handoff"]),
+        (&"human_agent".into(), &true.into()),
+        "{v}"
+    );
+    assert_eq!(v["handoff_reason"], "policy");
+    assert_ne!(v["reply"], "亲,转人工客服哦~");
+    // An acknowledgement after that stays with the person.
+    let v = server.chat("u2", "好的").json();
+    assert_eq!(
+        (&v["handoff"], &v["handoff_reason"]),
+        (&true.into(), &"with_person".into()),
+        "{v}"
+    );
+    // A rule answer is not a hand-off; an acknowledgement after it keeps the chat open,
+    // a closing closes it; neither is handed on.
+    let v = server.chat("u3", "亲，我要退款").json();
+    assert_eq!(
+        (&v["source"], &v["handoff"]),
+        (&"rule".into(), &false.into()),
+        "{v}"
+    );
+    let v = server.chat("u3", "好的").json();
+    assert_eq!(v["handoff"], false, "{v}");
+    assert_eq!(v["intent"], "thanks_bye");
+    assert!(v["reply"].as_str().unwrap().contains("还有其他"), "{v}");
+    let v = server.chat("u3", "没有了 谢谢").json();
+    assert_eq!(v["handoff"], false, "{v}");
+    assert!(v["reply"].as_str().unwrap().contains("不客气"), "{v}");
+    // A card alone is asked back about, with its order number.
+    let v = server.chat("u4", "订单号：4410298736651207").json();
+    assert_eq!(v["handoff"], false, "{v}");
+    assert!(
+        v["reply"].as_str().unwrap().contains("4410298736651207"),
+        "{v}"
+    );
+    // Hand-offs are counted by reason.
+    let metrics = get(server.admin, "/metrics").unwrap().text();
+    for reason in ["low_confidence", "policy", "with_person"] {
+        let label = format!("reason=\"{reason}\"");
+        assert!(
+            metric_sum(&metrics, "kefu_chat_handoffs_total", &label) >= 1,
+            "{reason}"
+        );
+    }
 }
 
 #[test]

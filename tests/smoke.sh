@@ -20,9 +20,12 @@ out=$(curl -s "$url/v1/chat" -d '{"user_id":"u1","text":"我朋友今天买比�
 expect "model answer" "$out" '"intent":"price_protect"'
 expect "model answer source" "$out" '"source":"model"'
 
-out=$(curl -s "$url/v1/chat" -d '{"user_id":"u1","text":"你们老板喜欢吃什么水果"}')
-expect "fallback" "$out" '"reply":"亲,转人工客服哦~"'
-expect "fallback source" "$out" '"source":"fallback"'
+out=$(curl -s "$url/v1/chat" -d '{"user_id":"u0","text":"你们老板喜欢吃什么水果"}')
+expect "out of scope" "$out" '"intent":"other"'
+expect "out of scope is not handed off" "$out" '"handoff":false'
+
+out=$(curl -s "$url/v1/chat" -d '{"user_id":"u4","text":"转人工"}')
+expect "hand-off" "$out" '"handoff":true,"handoff_reason":"policy"'
 
 out=$(curl -s -w ' %{http_code}' "$url/v1/chat" -d '{"user_id":"u1"}')
 expect "bad request" "$out" '"code":"invalid_field"'
@@ -43,6 +46,11 @@ expect "dialogue follow-up" "$out" '"intent":"return_goods"'
 expect "order slot in the reply" "$out" '亲，订单4410298736651207可以在订单页'
 out=$(curl -s "$admin/admin/users/u3/latest?intent=return_goods")
 expect "latest-intent index" "$out" '"order":"4410298736651207","turn":2'
+out=$(curl -s "$url/v1/chat" -d '{"user_id":"u3","text":"好的"}')
+expect "acknowledgement keeps the chat open" "$out" '"reply":"亲，还有其他可以帮您的吗~"'
+out=$(curl -s "$url/v1/chat" -d '{"user_id":"u3","text":"没有了，谢谢"}')
+expect "closing" "$out" '"intent":"thanks_bye"'
+expect "closing is not handed off" "$out" '"handoff":false'
 
 before=$(curl -s "$admin/healthz")
 out=$(curl -s -X POST "$admin/reload")

@@ -78,7 +78,18 @@ pub fn answer_json(answer: &Answer<'_>, trace_id: &TraceId) -> Vec<u8> {
     let _ = serde_json::to_writer(&mut out, &answer.confidence);
     out.extend_from_slice(b",\"source\":\"");
     out.extend_from_slice(answer.source.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"trace_id\":\"");
+    out.push(b'"');
+    // Whether a person must take over now, and why (the reply is then the fallback text,
+    // or for a `human` policy the intent's own "connecting you" template).
+    match answer.handoff {
+        Some(reason) => {
+            out.extend_from_slice(b",\"handoff\":true,\"handoff_reason\":\"");
+            out.extend_from_slice(reason.as_str().as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b",\"handoff\":false"),
+    }
+    out.extend_from_slice(b",\"trace_id\":\"");
     out.extend_from_slice(trace_id.as_str().as_bytes());
     out.extend_from_slice(b"\"}");
     out
@@ -144,6 +155,7 @@ mod tests {
                 text: "亲，\"券\"在这里".into(),
                 masked: false,
             },
+            handoff: None,
         };
         let t = TraceIds::default().next();
         let v: serde_json::Value = serde_json::from_slice(&answer_json(&a, &t)).unwrap();
@@ -151,7 +163,15 @@ mod tests {
         assert_eq!(v["intent"], "coupon");
         assert_eq!(v["confidence"], 1.0);
         assert_eq!(v["source"], "rule");
+        assert_eq!(v["handoff"], false);
         assert_eq!(v["trace_id"], t.as_str());
+        let handed = Answer {
+            handoff: Some(crate::pipeline::Handoff::LowConfidence),
+            ..a
+        };
+        let v: serde_json::Value = serde_json::from_slice(&answer_json(&handed, &t)).unwrap();
+        assert_eq!(v["handoff"], true);
+        assert_eq!(v["handoff_reason"], "low_confidence");
         let e = ApiError::bad_request("invalid_field", "field `text` is missing");
         let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
         assert_eq!(v["error"]["code"], "invalid_field");

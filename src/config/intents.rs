@@ -15,7 +15,23 @@ use crate::text;
 #[serde(deny_unknown_fields)]
 pub struct RawIntents {
     fallback_reply: String,
+    #[serde(default)]
+    conversation: Option<RawConversation>,
     intents: IndexMap<Intent, RawIntentRules>,
+}
+
+/// Turns that carry no request: acknowledgements, closings, a pasted card or link.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConversation {
+    acknowledgements: Vec<String>,
+    closings: Vec<String>,
+    #[serde(default)]
+    fillers: Vec<String>,
+    keep_open: String,
+    closing: String,
+    order_card: String,
+    product_link: String,
 }
 
 #[derive(Deserialize)]
@@ -30,15 +46,60 @@ struct RawIntentRules {
     #[serde(default)]
     priority: i32,
     #[serde(default)]
+    answer: Option<AnswerPolicy>,
+    #[serde(default)]
     replies: Vec<String>,
+}
+
+/// Who answers an intent once it is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerPolicy {
+    /// The intent's reply templates (the rule cache).
+    Template,
+    /// The shop's bot (`model.yaml` `answer_upstream`); its templates, or a person, when
+    /// there is none or it fails.
+    Bot,
+    /// A person: the intent's template (an apology, a "connecting you") with the hand-off.
+    Human,
+}
+
+impl AnswerPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerPolicy::Template => "template",
+            AnswerPolicy::Bot => "bot",
+            AnswerPolicy::Human => "human",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntentsConfig {
-    /// Answer when nothing fits (`source: fallback`).
+    /// The hand-off to a person (`handoff: true`); used for nothing else.
     pub fallback_reply: String,
     /// In file order, which breaks ties between equally long keyword hits.
     pub intents: Vec<IntentRules>,
+    pub conversation: ConversationConfig,
+}
+
+/// Turns that carry no request (`conversation` in intents.yaml), folded.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConversationConfig {
+    /// 好的, 嗯, ok …: the message is one of these (or several, with `fillers`).
+    pub acknowledgements: Vec<String>,
+    /// 谢谢, 没了, 拜拜 …: an acknowledgement that ends the conversation.
+    pub closings: Vec<String>,
+    /// Words that may stand around them (亲, 啊, 呀).
+    pub fillers: Vec<String>,
+    /// The reply to an acknowledgement after an answer.
+    pub keep_open: Template,
+    /// The reply to a closing.
+    pub closing: Template,
+    /// The reply to an order card or bare order number that opens a chat (`{order}`).
+    pub order_card: Template,
+    /// The reply to a product link that opens a chat.
+    pub product_link: Template,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +111,7 @@ pub struct IntentRules {
     /// Folded substrings that veto this intent.
     pub exclude: Vec<String>,
     pub priority: i32,
+    pub answer: AnswerPolicy,
     pub replies: Vec<Template>,
 }
 
@@ -78,6 +140,18 @@ pub fn validate(raw: RawIntents, src: &Source) -> Result<IntentsConfig, Vec<Conf
         if r.replies.is_empty() && (has_rules || intent.tier() == Tier::Fast) {
             errors.push(src.error_at(id, format!("{id}: needs at least one reply")));
         }
+        // Unsaid: templates when there are some, else the shop's bot.
+        let answer = r.answer.unwrap_or(if r.replies.is_empty() {
+            AnswerPolicy::Bot
+        } else {
+            AnswerPolicy::Template
+        });
+        if answer == AnswerPolicy::Template && r.replies.is_empty() {
+            errors.push(src.error_at(
+                id,
+                format!("{id}: `answer: template` needs at least one reply"),
+            ));
+        }
         let mut keywords: Vec<String> = Vec::with_capacity(r.keywords.len());
         for k in &r.keywords {
             let folded = text::fold(k.trim());
@@ -104,6 +178,7 @@ pub fn validate(raw: RawIntents, src: &Source) -> Result<IntentsConfig, Vec<Conf
             patterns: r.patterns,
             exclude,
             priority: r.priority,
+            answer,
             replies,
         });
     }
@@ -117,13 +192,47 @@ pub fn validate(raw: RawIntents, src: &Source) -> Result<IntentsConfig, Vec<Conf
             ));
         }
     }
+    let conversation = match raw.conversation {
+        Some(c) => conversation(c, src, &mut errors),
+        None => ConversationConfig::default(),
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(IntentsConfig {
         fallback_reply: raw.fallback_reply,
         intents,
+        conversation,
     })
+}
+
+fn conversation(
+    c: RawConversation,
+    src: &Source,
+    errors: &mut Vec<ConfigError>,
+) -> ConversationConfig {
+    let mut template = |key: &str, text: &str| match Template::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(src.error_at(key, format!("conversation.{key}: `{text}`: {e}")));
+            Template::default()
+        }
+    };
+    let words = |list: Vec<String>| -> Vec<String> {
+        list.iter()
+            .map(|w| text::fold(w.trim()))
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    ConversationConfig {
+        keep_open: template("keep_open", &c.keep_open),
+        closing: template("closing", &c.closing),
+        order_card: template("order_card", &c.order_card),
+        product_link: template("product_link", &c.product_link),
+        acknowledgements: words(c.acknowledgements),
+        closings: words(c.closings),
+        fillers: words(c.fillers),
+    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub use dialog::{
     MemoryStoreConfig, RedisConfig, RedisOptions, StoreConfig, StoreKind,
 };
 pub use edge::{EdgeConfig, IpDefault, RealIpConfig, RealIpHeader, UserAgentConfig};
-pub use intents::{IntentRules, IntentsConfig};
+pub use intents::{AnswerPolicy, ConversationConfig, IntentRules, IntentsConfig};
 pub use limits::{BucketConfig, LimitsConfig};
 pub use model::{
     AnswerUpstream, BatchConfig, ModelConfig, ModelGate, ORT_DYLIB_ENV, Provider, RuntimeConfig,

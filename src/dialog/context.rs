@@ -28,6 +28,8 @@ pub struct Context<'a> {
     pub recent: &'a [Intent],
     pub previous_text: Option<&'a str>,
     pub order: Option<&'a str>,
+    /// The previous answer handed the shopper to a person.
+    pub handed_to_human: bool,
 }
 
 impl<'a> Context<'a> {
@@ -36,6 +38,7 @@ impl<'a> Context<'a> {
         recent: &[],
         previous_text: None,
         order: None,
+        handed_to_human: false,
     };
 
     /// The previous turn (intent and text), when there is one in the window.
@@ -165,6 +168,7 @@ mod tests {
             recent,
             previous_text: None,
             order: order.as_deref(),
+            handed_to_human: false,
         };
         r.resolve(text, &context)
     }

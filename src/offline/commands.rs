@@ -10,6 +10,7 @@ use super::corpus::Origin;
 use super::decider::Decider;
 use super::dialogues;
 use super::eval::Evaluation;
+use super::real_dialogues;
 use super::train::{TrainOptions, audit_keywords, export_splits, train};
 use crate::cli::{Command, CorpusFlags, Failure, TrainFlags};
 use crate::config::Config;
@@ -30,7 +31,15 @@ pub fn run(dir: &Path, command: Command) -> Result<(), Failure> {
             with_model,
             ..
         } => evaluate(dir, &file, with_model),
-        Command::EvalDialogues { file, with_model } => eval_dialogues(dir, &file, with_model),
+        Command::EvalDialogues {
+            file,
+            with_model,
+            real: true,
+            chat: Some(chat),
+        } => eval_real_dialogues(dir, &file, &chat, with_model),
+        Command::EvalDialogues {
+            file, with_model, ..
+        } => eval_dialogues(dir, &file, with_model),
         Command::TrainRouter {
             data,
             out,
@@ -105,6 +114,7 @@ fn classify(dir: &Path, with_model: bool, context: bool) -> Result<(), Failure> 
                 recent: &recent,
                 previous_text: previous.map(|p| p.1),
                 order: slots.order.as_deref(),
+                handed_to_human: false,
             };
             decider.decide_in_context(text, &ctx).0
         } else {
@@ -154,6 +164,24 @@ fn evaluate(dir: &Path, file: &Path, with_model: bool) -> Result<(), Failure> {
         eval.add(truth, &decider.decide(message));
     }
     print!("{}", eval.report());
+    Ok(())
+}
+
+/// `eval-dialogues --real`: answer real dialogues as the server does and score them.
+fn eval_real_dialogues(
+    dir: &Path,
+    labels: &Path,
+    chat: &Path,
+    with_model: bool,
+) -> Result<(), Failure> {
+    let decider = Decider::open(dir, with_model)?;
+    let run = || -> anyhow::Result<real_dialogues::Report> {
+        let chat = real_dialogues::read_chat(chat)?;
+        let labels = real_dialogues::read_labels(labels)?;
+        real_dialogues::run(&decider, &chat, &labels)
+    };
+    let report = run().map_err(|e| e.context("eval-dialogues --real"))?;
+    print!("{report}");
     Ok(())
 }
 

@@ -119,6 +119,7 @@ pub fn run(turns: &[EvalTurn], decide: impl Fn(&str, &Context<'_>) -> (Decision,
             recent: &recent,
             previous_text: state.previous_text(now, i64::MAX),
             order: turn_slots.order.as_deref(),
+            handed_to_human: state.handed_to_human,
         };
         let (decision, by_context) = decide(&t.text, &context);
         for g in [0, group] {

@@ -1,6 +1,7 @@
 //! Everything that runs without the server: training the router (`corpus`, `fit`,
 //! `thresholds`, `train`), the training/development/test splits and their export, the
-//! evaluations (`eval` for messages, `dialogues` for written dialogues), and the CLI's
+//! evaluations (`eval` for messages, `dialogues` for written dialogues, `real_dialogues`
+//! for real ones through the answer path), and the CLI's
 //! offline commands (`commands`, over the `decider` they share).
 //!
 //! It sits above the serving modules and may import any of them: training and evaluation
@@ -15,6 +16,7 @@ pub mod decider;
 pub mod dialogues;
 pub mod eval;
 pub mod fit;
+pub mod real_dialogues;
 pub mod thresholds;
 pub mod train;
 

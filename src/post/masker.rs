@@ -102,7 +102,8 @@ impl SensitiveMasker {
             add(w.clone(), false);
         }
         let mut readings = Readings::default();
-        let (mut toned, mut spoken): (Vec<(String, u32)>, Vec<(String, u32)>) = Default::default();
+        let mut toned: Vec<(String, u32)> = Vec::new();
+        let mut spoken: Vec<(String, u32)> = Vec::new();
         if settings.homophones {
             for w in &words {
                 if let Some((t, s)) = readings.patterns(w) {

@@ -12,11 +12,12 @@ use pingora::proxy::Session;
 use super::answer;
 use super::{KefuProxy, RequestCtx, respond};
 use crate::api::{self, ApiError, ChatRequest, Limits, TraceId};
+use crate::config::AnswerPolicy;
 use crate::config::AnswerUpstream;
 use crate::dialog::{self, Dialog, DialogState, Slots};
 use crate::intent::Intent;
 use crate::model::{ModelError, ModelInput};
-use crate::pipeline::{Answer, ModelVerdict, Source, Stage};
+use crate::pipeline::{Answer, Handoff, Source, Step};
 use crate::state::Snapshot;
 
 /// A shopper's client sends a 16 KiB body in well under this; a slower one is holding a
@@ -118,11 +119,13 @@ impl KefuProxy {
                 recent: &recent,
                 previous_text: state.as_ref().and_then(|s| s.previous_text(now, within)),
                 order: turn_slots.order.as_deref(),
+                handed_to_human: state.as_ref().is_some_and(|s| s.handed_to_human),
             },
             slots: &slots,
         };
         let answer = self.answer_message(snap, &request, &trace_id, &turn).await;
-        self.metrics.answered(answer.source, answer.intent);
+        self.metrics
+            .answered(answer.source, answer.intent, answer.handoff);
         if answer.reply.masked() {
             self.metrics.replies_masked.inc();
         }
@@ -135,9 +138,7 @@ impl KefuProxy {
                     text: request.text.to_string(),
                 },
                 &turn_slots,
-                // The fallback's reply hands the user to a person; so does a rule answer to
-                // an explicit request for one.
-                answer.source == Source::Fallback || answer.intent == Intent::HumanAgent,
+                answer.handoff.is_some(),
                 dialog.history,
             );
             if self.save_state(dialog, &request.user_id, state).await {
@@ -201,8 +202,9 @@ impl KefuProxy {
         }
     }
 
-    /// The decision pipeline for one message of a dialogue: context and fast path, then the
-    /// model stage, the shop's bot or the fallback.
+    /// The decision pipeline for one message of a dialogue ([`Pipeline::step`]): a turn
+    /// without a request, the context and fast path, then the model stage; each decided
+    /// intent answered by its policy (templates, the shop's bot, a person).
     async fn answer_message<'s>(
         &self,
         snap: &'s Snapshot,
@@ -210,16 +212,18 @@ impl KefuProxy {
         trace_id: &TraceId,
         turn: &TurnContext<'_>,
     ) -> Answer<'s> {
-        let (decision, by_context) = snap
-            .pipeline
-            .decide_in_context(&request.text, &turn.context);
-        if by_context {
-            self.metrics.follow_up(decision.intent);
-        }
-        match decision.stage {
-            Stage::Rule => {
-                let answer = snap.pipeline.answer_decided(&decision, turn.slots);
-                if answer.source == Source::Rule
+        let pipeline = &snap.pipeline;
+        let answer = match pipeline.step(&request.text, &turn.context, turn.slots) {
+            Step::Answered {
+                answer,
+                decision,
+                by_context,
+            } => {
+                if by_context {
+                    self.metrics.follow_up(answer.intent);
+                }
+                if decision.is_some()
+                    && answer.source == Source::Rule
                     && !by_context
                     && self.shadow.take(snap.config.model.shadow.sample)
                 {
@@ -227,71 +231,48 @@ impl KefuProxy {
                 }
                 answer
             }
-            Stage::Model if by_context => {
-                // The dialogue decided an intent the rule cache has no replies for: the
-                // shop's bot, else the fallback.
-                let answer = snap.pipeline.answer_decided(&decision, turn.slots);
-                match &snap.config.model.answer_upstream {
-                    Some(up) => {
-                        let (intent, confidence) = (decision.intent, decision.confidence);
-                        self.ask_bot(snap, up, request, (intent, confidence), trace_id, turn)
-                            .await
-                            .unwrap_or(answer)
-                    }
-                    None => answer,
-                }
-            }
-            Stage::Model => {
-                let threshold = snap.config.model.threshold;
-                let input = ModelInput {
-                    text: request.text.to_string(),
-                    previous: turn.context.previous().map(|(i, t)| (i, t.to_owned())),
-                };
+            Step::Model { decision, input } => {
+                let model = &snap.config.model;
                 match self.model.classify(&request.user_id, input).await {
                     Ok((prediction, served)) => {
-                        let prediction = snap.pipeline.model_intent(
-                            &request.text,
-                            &prediction,
-                            snap.config.model.router_weight,
-                        );
-                        let (answer, verdict) = snap.pipeline.answer_from_model(
+                        let (answer, verdict) = pipeline.after_model(
                             &decision,
+                            &request.text,
                             Some(&prediction),
-                            threshold,
+                            model,
                             turn.slots,
                         );
                         self.metrics
                             .model_outcome(verdict.as_str(), &served.version);
-                        let unanswered = matches!(
-                            verdict,
-                            ModelVerdict::BelowThreshold | ModelVerdict::NoTemplate
-                        );
-                        match &snap.config.model.answer_upstream {
-                            Some(up) if unanswered => self
-                                .ask_bot(
-                                    snap,
-                                    up,
-                                    request,
-                                    (prediction.intent, prediction.prob),
-                                    trace_id,
-                                    turn,
-                                )
-                                .await
-                                .unwrap_or(answer),
-                            _ => answer,
-                        }
+                        answer
                     }
                     Err(e) => {
                         self.metrics.model_outcome(e.as_str(), "");
                         if !matches!(e, ModelError::Disabled) && self.log_throttle.allow() {
-                            log::warn!("model stage: {e}; answered by the fallback");
+                            log::warn!("model stage: {e}; handed to a person");
                         }
-                        snap.pipeline
-                            .answer_from_model(&decision, None, threshold, turn.slots)
+                        pipeline
+                            .after_model(&decision, &request.text, None, model, turn.slots)
                             .0
                     }
                 }
             }
+        };
+        // The shop's bot answers what its policy gives it, and what nothing else could; a
+        // `human` policy and a conversation turn never reach it.
+        let to_bot = match answer.handoff {
+            Some(Handoff::LowConfidence | Handoff::NothingFits) => true,
+            Some(Handoff::Policy | Handoff::WithPerson | Handoff::ModelDown) => false,
+            None => pipeline.policy(answer.intent) == AnswerPolicy::Bot,
+        };
+        match &snap.config.model.answer_upstream {
+            Some(up) if to_bot => {
+                let asked = (answer.intent, answer.confidence);
+                self.ask_bot(snap, up, request, asked, trace_id, turn)
+                    .await
+                    .unwrap_or(answer)
+            }
+            _ => answer,
         }
     }
 }
@@ -327,6 +308,7 @@ impl KefuProxy {
                 confidence,
                 source: Source::Upstream,
                 reply: snap.pipeline.finish(reply),
+                handoff: None,
             }),
             Err(e) => {
                 self.metrics.upstream_failure(&up.pool);

@@ -219,6 +219,7 @@ mod tests {
             patterns: vec![],
             exclude: exclude.iter().map(|s| text::fold(s)).collect(),
             priority,
+            answer: crate::config::AnswerPolicy::Template,
             replies: vec![Template::parse("r").unwrap()],
         }
     }
@@ -231,6 +232,7 @@ mod tests {
         }
         KeywordRouter::new(&IntentsConfig {
             fallback_reply: "f".into(),
+            conversation: Default::default(),
             intents,
         })
         .unwrap()
@@ -304,6 +306,7 @@ mod tests {
         let build = |gated: bool| {
             let mut r = KeywordRouter::new(&IntentsConfig {
                 fallback_reply: "f".into(),
+                conversation: Default::default(),
                 intents: patterns
                     .iter()
                     .map(|(i, p)| {

@@ -130,12 +130,14 @@ mod tests {
     fn prepares_every_template_for_every_campaign_and_rotates() {
         let cfg = IntentsConfig {
             fallback_reply: "f".into(),
+            conversation: Default::default(),
             intents: vec![IntentRules {
                 intent: Intent::Coupon,
                 keywords: vec![],
                 patterns: vec![],
                 exclude: vec![],
                 priority: 0,
+                answer: crate::config::AnswerPolicy::Template,
                 replies: vec![
                     Template::parse("a{campaign}").unwrap(),
                     Template::parse("b").unwrap(),
@@ -163,12 +165,14 @@ mod tests {
     fn slot_templates_are_rendered_per_request_when_their_slots_are_known() {
         let cfg = IntentsConfig {
             fallback_reply: "f".into(),
+            conversation: Default::default(),
             intents: vec![IntentRules {
                 intent: Intent::ReturnGoods,
                 keywords: vec![],
                 patterns: vec![],
                 exclude: vec![],
                 priority: 0,
+                answer: crate::config::AnswerPolicy::Template,
                 replies: vec![
                     Template::parse("generic{campaign}").unwrap(),
                     Template::parse("order {order}{campaign}").unwrap(),

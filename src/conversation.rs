@@ -1,0 +1,180 @@
+//! Turns that carry no request: a shopper's 好的, 嗯嗯, 谢谢, 没有了, and what chat clients paste
+//! to open a chat (an order card, a bare order number, a product link). Nearly half of the
+//! shopper turns of real dialogues are like this; none of them needs a person. The answer
+//! depends on the dialogue, which the caller says: an acknowledgement after an answer keeps
+//! the conversation open, one after "anything else?" closes it, one after a hand-off stays
+//! with the person; a card alone is asked back about.
+
+use daachorse::{CharwiseDoubleArrayAhoCorasick, CharwiseDoubleArrayAhoCorasickBuilder, MatchKind};
+use regex::Regex;
+
+use crate::config::ConversationConfig;
+use crate::text;
+
+/// What a turn without a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnKind {
+    /// 好的, 嗯, ok, 知道了.
+    Acknowledgement,
+    /// 谢谢, 没有了, 拜拜: an acknowledgement that ends the conversation.
+    Closing,
+    /// Only an order card, an order number or masked order reference.
+    OrderCard,
+    /// Only a product link.
+    ProductLink,
+}
+
+const ACK: u32 = 0;
+const CLOSING: u32 = 1;
+const FILLER: u32 = 2;
+
+pub struct Conversation {
+    words: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
+    /// What chat clients paste: entity masks, card field names, links, long numbers.
+    card: Regex,
+    link: Regex,
+    order: Regex,
+}
+
+impl Conversation {
+    pub fn new(cfg: &ConversationConfig) -> anyhow::Result<Conversation> {
+        let mut patterns: Vec<(String, u32)> = Vec::new();
+        for (list, value) in [
+            (&cfg.closings, CLOSING),
+            (&cfg.acknowledgements, ACK),
+            (&cfg.fillers, FILLER),
+        ] {
+            for w in list {
+                let w = strip(w);
+                if !w.is_empty() && !patterns.iter().any(|(p, _)| *p == w) {
+                    patterns.push((w, value));
+                }
+            }
+        }
+        let words = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                CharwiseDoubleArrayAhoCorasickBuilder::new()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build_with_values(patterns)
+                    .map_err(|e| anyhow::anyhow!("conversation words: {e}"))?,
+            )
+        };
+        // The chat client's order card (`[订单编号:[订单x]，订单金额:[金额x]，下单时间:…]`,
+        // `咨询订单号:… 订单金额:…`), masked entities, and the words around them.
+        let card = Regex::new(
+            r"\[[^\[\]]{1,8}x\]|https?://\S+|www\.\S+|[0-9a-z]{6,}|订单编号|订单金额|下单时间|咨询订单号|订单号|单号|订单|商品编号|商品链接|链接|顾客通过点击web咚咚|信息发送|你好|您好|在吗|亲|这个|这单|这笔|这款|商品",
+        )?;
+        Ok(Conversation {
+            words,
+            card,
+            link: Regex::new(r"\[链接x\]|https?://|www\.|商品链接")?,
+            order: Regex::new(r"\[订单x\]|订单编号|咨询订单号|订单号|单号|[0-9]{10,}")?,
+        })
+    }
+
+    /// What `message` is, when it carries no request.
+    pub fn kind(&self, message: &str) -> Option<TurnKind> {
+        let folded = text::fold(message);
+        if let Some(kind) = self.acknowledgement(&folded) {
+            return Some(kind);
+        }
+        let rest = self.card.replace_all(&folded, "");
+        if rest.chars().any(char::is_alphanumeric) {
+            return None;
+        }
+        if self.order.is_match(&folded) {
+            Some(TurnKind::OrderCard)
+        } else if self.link.is_match(&folded) {
+            Some(TurnKind::ProductLink)
+        } else {
+            None
+        }
+    }
+
+    /// The message is nothing but acknowledgement, closing and filler words (at least one
+    /// of the first two), once punctuation, emoji and spaces are gone.
+    fn acknowledgement(&self, folded: &str) -> Option<TurnKind> {
+        let words = self.words.as_ref()?;
+        let stripped = strip(folded);
+        if stripped.is_empty() {
+            return None;
+        }
+        let (mut covered, mut ack, mut closing) = (0, false, false);
+        for m in words.leftmost_find_iter(&stripped) {
+            if m.start() != covered {
+                return None;
+            }
+            covered = m.end();
+            ack |= m.value() == ACK;
+            closing |= m.value() == CLOSING;
+        }
+        if covered != stripped.len() {
+            return None;
+        }
+        match (closing, ack) {
+            (true, _) => Some(TurnKind::Closing),
+            (false, true) => Some(TurnKind::Acknowledgement),
+            _ => None,
+        }
+    }
+}
+
+/// Letters and digits only, folded: `好的！！` and `好的～` are `好的`.
+fn strip(text: &str) -> String {
+    text::fold(text)
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Template;
+
+    fn conversation() -> Conversation {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect();
+        let t = |s: &str| Template::parse(s).unwrap();
+        Conversation::new(&ConversationConfig {
+            acknowledgements: words(&["好的", "好", "嗯", "嗯嗯", "ok", "知道了", "哦"]),
+            closings: words(&["谢谢", "没有了", "没了", "拜拜"]),
+            fillers: words(&["亲", "啊", "呀"]),
+            keep_open: t("亲，还有其他可以帮您的吗~"),
+            closing: t("不客气亲~"),
+            order_card: t("亲，订单{order}有什么可以帮您的呢？"),
+            product_link: t("亲，这款商品有什么可以帮您的呢？"),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn acknowledgements_and_closings_are_whole_messages() {
+        let c = conversation();
+        assert_eq!(c.kind("好的"), Some(TurnKind::Acknowledgement));
+        assert_eq!(c.kind("嗯嗯嗯！"), Some(TurnKind::Acknowledgement));
+        assert_eq!(c.kind("OK啊"), Some(TurnKind::Acknowledgement));
+        assert_eq!(c.kind("好的谢谢~"), Some(TurnKind::Closing));
+        assert_eq!(c.kind("没有了，拜拜"), Some(TurnKind::Closing));
+        assert_eq!(c.kind("好的，那什么时候发货"), None);
+        assert_eq!(
+            c.kind("亲"),
+            None,
+            "fillers alone are not an acknowledgement"
+        );
+        assert_eq!(c.kind("不好"), None);
+    }
+
+    #[test]
+    fn pasted_cards_and_links_alone() {
+        let c = conversation();
+        let card = "[订单编号:[订单x]，订单金额:[金额x]，下单时间:[日期x] [时间x]]";
+        assert_eq!(c.kind(card), Some(TurnKind::OrderCard));
+        assert_eq!(c.kind("订单号 4410298736651207"), Some(TurnKind::OrderCard));
+        assert_eq!(c.kind("[链接x]"), Some(TurnKind::ProductLink));
+        assert_eq!(c.kind("你好 [链接x]"), Some(TurnKind::ProductLink));
+        assert_eq!(c.kind("[链接x] 这个有货吗"), None, "a question with it");
+        assert_eq!(c.kind(&format!("{card} 怎么还没发货")), None);
+    }
+}
