@@ -143,6 +143,7 @@ mod tests {
             fillers: words(&["亲", "啊", "呀"]),
             keep_open: t("亲，还有其他可以帮您的吗~"),
             closing: t("不客气亲~"),
+            with_person: t("人工马上来~"),
             order_card: t("亲，订单{order}有什么可以帮您的呢？"),
             product_link: t("亲，这款商品有什么可以帮您的呢？"),
         })

@@ -243,6 +243,7 @@ pub struct Pipeline {
 struct ConversationReplies {
     keep_open: PreparedReply,
     closing: PreparedReply,
+    with_person: PreparedReply,
     order_card: Template,
     product_link: PreparedReply,
 }
@@ -313,6 +314,7 @@ impl Pipeline {
         let replies = ConversationReplies {
             keep_open: prepared(&c.keep_open),
             closing: prepared(&c.closing),
+            with_person: prepared(&c.with_person),
             order_card: c.order_card.clone(),
             product_link: prepared(&c.product_link),
         };
@@ -544,9 +546,13 @@ impl Pipeline {
         };
         let after_acknowledgement = context.recent.first() == Some(&Intent::ThanksBye);
         Some(match kind {
-            TurnKind::Acknowledgement | TurnKind::Closing if context.handed_to_human => {
-                self.handoff(Intent::ThanksBye, 1.0, Handoff::WithPerson)
-            }
+            TurnKind::Acknowledgement | TurnKind::Closing if context.handed_to_human => Answer {
+                handoff: Some(Handoff::WithPerson),
+                ..answer(
+                    Intent::ThanksBye,
+                    Reply::Prepared(&self.replies.with_person),
+                )
+            },
             TurnKind::Acknowledgement if !after_acknowledgement => {
                 answer(Intent::ThanksBye, Reply::Prepared(&self.replies.keep_open))
             }

@@ -30,6 +30,7 @@ struct RawConversation {
     fillers: Vec<String>,
     keep_open: String,
     closing: String,
+    with_person: String,
     order_card: String,
     product_link: String,
 }
@@ -96,6 +97,9 @@ pub struct ConversationConfig {
     pub keep_open: Template,
     /// The reply to a closing.
     pub closing: Template,
+    /// The reply to an acknowledgement after a hand-off (the person has the chat; the
+    /// answer still says `handoff`, but a bare 好的 never gets the hand-off text again).
+    pub with_person: Template,
     /// The reply to an order card or bare order number that opens a chat (`{order}`).
     pub order_card: Template,
     /// The reply to a product link that opens a chat.
@@ -227,6 +231,7 @@ fn conversation(
     ConversationConfig {
         keep_open: template("keep_open", &c.keep_open),
         closing: template("closing", &c.closing),
+        with_person: template("with_person", &c.with_person),
         order_card: template("order_card", &c.order_card),
         product_link: template("product_link", &c.product_link),
         acknowledgements: words(c.acknowledgements),
