@@ -114,6 +114,14 @@ fn main() {
     bench("pipeline.answer", &msgs, |m| {
         black_box(snap.pipeline.answer(m));
     });
+    let none = kefu_edge::dialog::Slots::default();
+    let alone = kefu_edge::dialog::Context::NONE;
+    bench("pipeline.step (as served)", &msgs, |m| {
+        black_box(matches!(
+            snap.pipeline.step(m, &alone, &none),
+            kefu_edge::pipeline::Step::Answered { .. }
+        ));
+    });
     let answers: Vec<_> = msgs.iter().map(|m| snap.pipeline.answer(m)).collect();
     let post = kefu_edge::post::ReplyFilter::new(&snap.config.post).expect("post");
     bench("post: campaign_now", &msgs, |_| {
@@ -137,8 +145,12 @@ fn main() {
         let _ = black_box(snap.limits.check_client(ip));
         if let Ok(req) = api::parse_chat(b, limits) {
             let _ = snap.limits.check_user(&req.user_id);
-            let a = snap.pipeline.answer(&req.text);
-            black_box(api::answer_json(&a, &trace_ids.next()));
+            // As the server answers a message with no dialogue state (bench/conf).
+            if let kefu_edge::pipeline::Step::Answered { answer, .. } =
+                snap.pipeline.step(&req.text, &alone, &none)
+            {
+                black_box(api::answer_json(&answer, &trace_ids.next()));
+            }
         }
     });
 }

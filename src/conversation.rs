@@ -30,6 +30,9 @@ const FILLER: u32 = 2;
 
 pub struct Conversation {
     words: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
+    /// Every character of those words, sorted: a message with any other letter is not an
+    /// acknowledgement, found without allocating (most messages, on the rule path).
+    word_chars: Vec<char>,
     /// What chat clients paste: entity masks, card field names, links, long numbers.
     card: Regex,
     link: Regex,
@@ -51,6 +54,9 @@ impl Conversation {
                 }
             }
         }
+        let mut word_chars: Vec<char> = patterns.iter().flat_map(|(w, _)| w.chars()).collect();
+        word_chars.sort_unstable();
+        word_chars.dedup();
         let words = if patterns.is_empty() {
             None
         } else {
@@ -68,18 +74,26 @@ impl Conversation {
         )?;
         Ok(Conversation {
             words,
+            word_chars,
             card,
             link: Regex::new(r"\[链接x\]|https?://|www\.|商品链接")?,
             order: Regex::new(r"\[订单x\]|订单编号|咨询订单号|订单号|单号|[0-9]{10,}")?,
         })
     }
 
-    /// What `message` is, when it carries no request.
+    /// What `message` is, when it carries no request. Cheap for the messages of the rule
+    /// path: only a short message can be an acknowledgement, and only one with a bracket or
+    /// a long run of letters and digits can be a card.
     pub fn kind(&self, message: &str) -> Option<TurnKind> {
-        let folded = text::fold(message);
-        if let Some(kind) = self.acknowledgement(&folded) {
+        if message.chars().nth(MAX_ACK_CHARS).is_none()
+            && let Some(kind) = self.acknowledgement(message)
+        {
             return Some(kind);
         }
+        if !may_be_card(message) {
+            return None;
+        }
+        let folded = text::fold(message);
         let rest = self.card.replace_all(&folded, "");
         if rest.chars().any(char::is_alphanumeric) {
             return None;
@@ -95,9 +109,16 @@ impl Conversation {
 
     /// The message is nothing but acknowledgement, closing and filler words (at least one
     /// of the first two), once punctuation, emoji and spaces are gone.
-    fn acknowledgement(&self, folded: &str) -> Option<TurnKind> {
+    fn acknowledgement(&self, message: &str) -> Option<TurnKind> {
         let words = self.words.as_ref()?;
-        let stripped = strip(folded);
+        let foreign = message
+            .chars()
+            .map(text::fold_char)
+            .any(|c| c.is_alphanumeric() && self.word_chars.binary_search(&c).is_err());
+        if foreign {
+            return None;
+        }
+        let stripped = strip(message);
         if stripped.is_empty() {
             return None;
         }
@@ -121,10 +142,34 @@ impl Conversation {
     }
 }
 
+/// The longest message read as an acknowledgement (好的好的，谢谢亲，辛苦了 is 11).
+const MAX_ACK_CHARS: usize = 24;
+
+/// A bracket (the client's masks and cards) or six ASCII letters or digits in a row (an
+/// order number, a link).
+fn may_be_card(message: &str) -> bool {
+    let mut run = 0;
+    for c in message.chars() {
+        if c == '[' || c == '［' {
+            return true;
+        }
+        run = if c.is_ascii_alphanumeric() {
+            run + 1
+        } else {
+            0
+        };
+        if run >= 6 {
+            return true;
+        }
+    }
+    false
+}
+
 /// Letters and digits only, folded: `好的！！` and `好的～` are `好的`.
-fn strip(text: &str) -> String {
-    text::fold(text)
+fn strip(message: &str) -> String {
+    message
         .chars()
+        .map(text::fold_char)
         .filter(|c| c.is_alphanumeric())
         .collect()
 }
