@@ -417,19 +417,27 @@ impl Pipeline {
     }
 
     /// The answer once the model stage spoke (`None`: it could not): its prediction mixed
-    /// with the router's ([`Pipeline::model_intent`]), answered by its policy at
+    /// with the router's ([`Pipeline::model_intent`]; `in_context`: the model read the
+    /// previous turn too, and the router's weight is `router_weight_in_context`), answered
+    /// by its policy at
     /// `threshold` ([`Pipeline::answer_from_model`]). Also the intent and confidence decided.
     pub fn after_model(
         &self,
         decision: &Decision,
         text: &str,
+        in_context: bool,
         prediction: Option<&Prediction>,
         model: &crate::config::ModelConfig,
         slots: &Slots,
     ) -> (Answer<'_>, ModelVerdict) {
         match prediction {
             Some(p) => {
-                let p = self.model_intent(text, p, model.router_weight);
+                let weight = if in_context {
+                    model.router_weight_in_context
+                } else {
+                    model.router_weight
+                };
+                let p = self.model_intent(text, p, weight);
                 self.answer_from_model(decision, Some(&p), model.threshold, slots)
             }
             None => self.answer_from_model(decision, None, model.threshold, slots),

@@ -15,7 +15,7 @@ use kefu_edge::config::Config;
 use kefu_edge::model::{BatchMetrics, ModelStage};
 use kefu_edge::pipeline::{Pipeline, Stage};
 
-const SHIPPED_VERSION: &str = "v1";
+const SHIPPED_VERSION: &str = "v2";
 
 /// Messages the fast path hands on (checked below), of several lengths.
 const HANDED_ON: &[&str] = &[
@@ -200,6 +200,8 @@ fn versions_swap_under_load_without_a_failed_request_and_a_broken_one_is_refused
         &models_line,
         &format!("models_dir: {}", models.display()),
     );
+    // Start on v1 (a copy of the shipped version under that name).
+    conf.patch("model.yaml", "active: v2", "active: v1");
     let server = Arc::new(Server::start(&conf));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -372,7 +374,7 @@ fn what_the_model_cannot_answer_goes_to_the_answer_upstream_and_its_reply_is_fil
         ),
     );
     // Nothing is sure enough for a template: everything handed on is asked of the bot.
-    conf.patch("model.yaml", "threshold: 0.9 ", "threshold: 1.0 ");
+    conf.patch("model.yaml", "threshold: 0.7 ", "threshold: 1.0 ");
     conf.patch(
         "model.yaml",
         "answer_upstream: null",
@@ -414,7 +416,7 @@ fn an_answer_upstream_that_is_down_leaves_the_fallback() {
         "upstreams.yaml",
         &format!("pools:\n  bot:\n    servers: [\"{dead}\"]\n    connect_timeout: 200ms\nroutes:\n  - {{prefix: /, pool: bot}}\n"),
     );
-    conf.patch("model.yaml", "threshold: 0.9 ", "threshold: 1.0 ");
+    conf.patch("model.yaml", "threshold: 0.7 ", "threshold: 1.0 ");
     conf.patch(
         "model.yaml",
         "answer_upstream: null",

@@ -61,6 +61,6 @@ expect "reload counted" "$after" '"reloads_ok":'
 
 out=$(curl -s "$admin/metrics")
 expect "metrics" "$out" 'kefu_http_requests_total{route="chat",status="200"}'
-expect "model metrics" "$out" 'kefu_model_requests_total{outcome="answered",version="v1"}'
-expect "healthz model" "$after" '"active":{"version":"v1"'
+expect "model metrics" "$out" 'kefu_model_requests_total{outcome="answered",version="v2"}'
+expect "healthz model" "$after" '"active":{"version":"v2"'
 echo "smoke: all checks passed"

@@ -41,7 +41,10 @@ def export_onnx(model: Encoder, path: Path):
 def quantize(fp32: Path, int8: Path):
     """Dynamic quantization: INT8 weights, activations quantized per batch at run time. The
     fully connected layers (MatMul) as in the reference, and the embedding table (Gather),
-    which is most of this small model's bytes."""
+    which is most of this small model's bytes. Per output channel: a pre-trained encoder's
+    weights vary by channel, and one scale per matrix cost a point on the development split
+    (per tensor 0.929 vs per channel 0.939 on the confirmed JDDC lines, the same size and
+    speed)."""
     pre = int8.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
     quantize_dynamic(
@@ -49,6 +52,7 @@ def quantize(fp32: Path, int8: Path):
         str(int8),
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul", "Gather"],
+        per_channel=True,
     )
     pre.unlink()
 

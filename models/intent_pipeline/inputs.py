@@ -104,9 +104,10 @@ def _held_out(dialogue_id: str, share=0.15) -> bool:
     return h / 2**64 < share
 
 
-def read_dialogues(path: Path) -> tuple:
+def read_dialogues(path: Path, held_out_share=0.15) -> tuple:
     """(training, development) examples from the written dialogues: the first turn alone,
-    every later turn with the previous turn's labelled intent and text."""
+    every later turn with the previous turn's labelled intent and text; `held_out_share` of
+    the dialogues (by hash of their id) are development."""
     by_id = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line or line.startswith("#"):
@@ -120,7 +121,7 @@ def read_dialogues(path: Path) -> tuple:
         for turn, text, intent, kind in turns:
             ex = Example(text=text, intent=intent, origin="dialogue", context=previous,
                          source=f"{did}:{turn}", kind=kind)
-            (dev if _held_out(did) else train).append(ex)
+            (dev if _held_out(did, held_out_share) else train).append(ex)
             previous = (intent, text)
     return train, dev
 

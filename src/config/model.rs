@@ -34,6 +34,8 @@ pub struct RawModel {
     #[serde(default = "default_router_weight")]
     router_weight: f32,
     #[serde(default)]
+    router_weight_in_context: f32,
+    #[serde(default)]
     quality_gate: ModelGate,
     #[serde(default)]
     shadow: ShadowConfig,
@@ -180,6 +182,9 @@ pub struct ModelConfig {
     pub threshold: f32,
     /// Weight of the router's probabilities mixed with the model's (0: the model alone).
     pub router_weight: f32,
+    /// The same for a message read with its previous turn: the router reads the text alone,
+    /// which is what a follow-up does not mean (0, the default: the model alone).
+    pub router_weight_in_context: f32,
     pub quality_gate: ModelGate,
     pub shadow: ShadowConfig,
     pub answer_upstream: Option<AnswerUpstream>,
@@ -229,6 +234,12 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
     }
     if !(0.0..=1.0).contains(&raw.router_weight) {
         errors.push(src.error_at("router_weight", "router_weight must be within 0..=1"));
+    }
+    if !(0.0..=1.0).contains(&raw.router_weight_in_context) {
+        errors.push(src.error_at(
+            "router_weight_in_context",
+            "router_weight_in_context must be within 0..=1",
+        ));
     }
     if !(0.0..=1.0).contains(&raw.threshold) {
         errors.push(src.error_at("threshold", "threshold must be within 0..=1"));
@@ -301,6 +312,7 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
         deadline: raw.deadline,
         threshold: raw.threshold,
         router_weight: raw.router_weight,
+        router_weight_in_context: raw.router_weight_in_context,
         quality_gate: raw.quality_gate,
         shadow: raw.shadow,
         answer_upstream: raw.answer_upstream,

@@ -84,6 +84,7 @@ impl Decider {
                 by_context,
             } => (answer, decision, by_context),
             Step::Model { decision, input } => {
+                let in_context = input.previous.is_some();
                 let prediction = self.model.as_ref().map(|m| m.classify_blocking(input));
                 let prediction = match prediction {
                     Some(Ok(p)) => Some(p),
@@ -96,6 +97,7 @@ impl Decider {
                 let (answer, _) = self.pipeline.after_model(
                     &decision,
                     text,
+                    in_context,
                     prediction.as_ref(),
                     &self.model_config,
                     slots,

@@ -233,11 +233,13 @@ impl KefuProxy {
             }
             Step::Model { decision, input } => {
                 let model = &snap.config.model;
+                let in_context = input.previous.is_some();
                 match self.model.classify(&request.user_id, input).await {
                     Ok((prediction, served)) => {
                         let (answer, verdict) = pipeline.after_model(
                             &decision,
                             &request.text,
+                            in_context,
                             Some(&prediction),
                             model,
                             turn.slots,
@@ -252,7 +254,14 @@ impl KefuProxy {
                             log::warn!("model stage: {e}; handed to a person");
                         }
                         pipeline
-                            .after_model(&decision, &request.text, None, model, turn.slots)
+                            .after_model(
+                                &decision,
+                                &request.text,
+                                in_context,
+                                None,
+                                model,
+                                turn.slots,
+                            )
                             .0
                     }
                 }
