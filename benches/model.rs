@@ -4,6 +4,7 @@
 //! the batching gain and the share of the CPU's FLOP limit reached.
 //!
 //!     cargo bench --bench model -- [MODEL.onnx ...]
+//!     KEFU_BENCH_VERSIONS=v1,v2 cargo bench --bench model     # versions side by side, one run
 //!
 //! Messages: models/eval/second_eval.tsv (authored, never trained on), or the file named by
 //! `KEFU_BENCH_MESSAGES`. One inference thread, `intra_threads` from conf/model.yaml.
@@ -29,13 +30,19 @@ fn flops(manifest: &serde_json::Value, t: f64) -> f64 {
     let ffn = e["ffn"].as_f64().unwrap_or(0.0);
     let head_dim = e["head_dim"].as_f64().unwrap_or(0.0);
     let labels = e["labels"].as_f64().unwrap_or(0.0);
-    let heads: Vec<f64> = e["heads"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|h| h.as_f64()).collect())
-        .unwrap_or_default();
+    let list = |key: &str| -> Vec<f64> {
+        e[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|h| h.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    let heads = list("heads");
+    // Pruned feed-forward widths per layer (v2 on), else `ffn` for every layer.
+    let ffns = list("ffns");
     let mut macs = 0.0;
-    for h in heads {
+    for (i, h) in heads.into_iter().enumerate() {
         let width = h * head_dim;
+        let ffn = ffns.get(i).copied().unwrap_or(ffn);
         macs += t * (4.0 * hidden * width + 2.0 * hidden * ffn);
         macs += 2.0 * t * t * width;
     }
@@ -78,10 +85,24 @@ fn peak_per_core() -> Option<(f64, f64, String)> {
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = Config::load(&root.join("conf")).unwrap_or_else(|e| panic!("{e}"));
+    let versions =
+        std::env::var("KEFU_BENCH_VERSIONS").unwrap_or_else(|_| cfg.model.active.clone());
+    let extra: Vec<PathBuf> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .map(PathBuf::from)
+        .collect();
+    for (i, name) in versions.split(',').enumerate() {
+        println!("\n=== version {name}");
+        bench_version(&cfg, name, if i == 0 { &extra } else { &[] });
+    }
+}
+
+fn bench_version(cfg: &Config, name: &str, extra: &[PathBuf]) {
     let m = &cfg.model;
     let version = ModelVersion::open(
-        &m.version_dir(&m.active),
-        &m.active,
+        &m.version_dir(name),
+        name,
         &m.quality_gate,
         m.batch.max_tokens,
     )
@@ -115,11 +136,7 @@ fn main() {
             int8 / 1e9
         );
     }
-    let mut files: Vec<PathBuf> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .map(PathBuf::from)
-        .collect();
+    let mut files: Vec<PathBuf> = extra.to_vec();
     files.insert(0, version.model_path());
     // In arrival order (what a batch of concurrent requests looks like) and sorted by length
     // (the least padding a grouping by length could reach).
