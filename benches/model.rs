@@ -92,13 +92,15 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .map(PathBuf::from)
         .collect();
+    // One ONNX Runtime environment per process, shared by every version.
+    let runtime = Runtime::load(&cfg.model.runtime).unwrap_or_else(|e| panic!("{e}"));
     for (i, name) in versions.split(',').enumerate() {
         println!("\n=== version {name}");
-        bench_version(&cfg, name, if i == 0 { &extra } else { &[] });
+        bench_version(&cfg, &runtime, name, if i == 0 { &extra } else { &[] });
     }
 }
 
-fn bench_version(cfg: &Config, name: &str, extra: &[PathBuf]) {
+fn bench_version(cfg: &Config, runtime: &Runtime, name: &str, extra: &[PathBuf]) {
     let m = &cfg.model;
     let version = ModelVersion::open(
         &m.version_dir(name),
@@ -110,7 +112,6 @@ fn bench_version(cfg: &Config, name: &str, extra: &[PathBuf]) {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(version.dir.join("manifest.json")).unwrap())
             .unwrap();
-    let runtime = Runtime::load(&m.runtime).unwrap_or_else(|e| panic!("{e}"));
     let texts = messages();
     let encoded: Vec<Vec<u32>> = texts
         .iter()
