@@ -52,7 +52,7 @@ DEFAULT_UA_DENY = ["sqlmap", "nikto", "masscan", "zgrab"]
 # "Do not throttle the benchmark" when no limits.yaml is around.
 DEFAULT_PER_IP = ("1000000r/s", 100000)
 
-INTENT_KEYS = {"keywords", "patterns", "exclude", "priority", "replies"}
+INTENT_KEYS = {"keywords", "patterns", "exclude", "priority", "replies", "answer"}
 
 
 class ConfError(Exception):
@@ -206,7 +206,9 @@ def read_intents(path: str, campaign: str) -> dict:
     doc = load_yaml(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("intents"), dict):
         raise ConfError(f"{path}: expected `fallback_reply` and an `intents` mapping")
-    unknown = set(doc) - {"fallback_reply", "intents"}
+    # `conversation` (turns without a request) is kefu-edge's dialogue handling, which the
+    # nginx tier it is compared with does not have: read past it, like `answer` below.
+    unknown = set(doc) - {"fallback_reply", "intents", "conversation"}
     if unknown:
         raise ConfError(f"{path}: unknown top-level key(s) {sorted(unknown)}")
     fallback = doc.get("fallback_reply") or DEFAULT_FALLBACK

@@ -116,6 +116,7 @@ impl SensitiveMasker {
                 }
             }
         }
+        readings.freeze();
         let any_sensitive = exact.iter().any(|(_, v)| v & 1 == 0);
         let sound = if toned.is_empty() {
             None

@@ -45,7 +45,14 @@ pub struct Readings {
     toned: HashMap<&'static str, char>,
     toneless: HashMap<&'static str, char>,
     syllables: HashSet<&'static str>,
+    /// (toned, toneless) stand-in of every character of the common CJK block, filled by
+    /// [`Readings::freeze`] once the words are in: a reply's characters are then looked up
+    /// by index, not read aloud and hashed one by one (the filter runs on every reply made
+    /// for a request).
+    table: Vec<(char, char)>,
 }
+
+const BLOCK: std::ops::RangeInclusive<char> = '\u{4E00}'..='\u{9FFF}';
 
 impl Readings {
     fn id(map: &mut HashMap<&'static str, char>, reading: &'static str, next: u32) -> Option<char> {
@@ -79,18 +86,33 @@ impl Readings {
         (chinese >= 2).then_some((toned, spoken))
     }
 
+    /// Fill the lookup table; call after the last [`Readings::patterns`].
+    pub fn freeze(&mut self) {
+        self.table = BLOCK
+            .map(|c| self.read(c).unwrap_or((UNLISTED, UNLISTED)))
+            .collect();
+    }
+
+    /// (toned, toneless) stand-ins of `c`, `None` for a character without a reading.
+    fn read(&self, c: char) -> Option<(char, char)> {
+        let p = numeral(c).to_pinyin()?;
+        let toned = self.toned.get(p.with_tone_num_end()).copied();
+        let toneless = self.toneless.get(p.plain()).copied();
+        Some((toned.unwrap_or(UNLISTED), toneless.unwrap_or(UNLISTED)))
+    }
+
+    fn lookup(&self, c: char) -> Option<(char, char)> {
+        if BLOCK.contains(&c) && !self.table.is_empty() {
+            return Some(self.table[(c as u32 - *BLOCK.start() as u32) as usize]);
+        }
+        self.read(c)
+    }
+
     /// The toned stream of `chars`.
     pub fn toned(&self, chars: &[char]) -> Vec<char> {
         chars
             .iter()
-            .map(|&c| match numeral(c).to_pinyin() {
-                Some(p) => self
-                    .toned
-                    .get(p.with_tone_num_end())
-                    .copied()
-                    .unwrap_or(UNLISTED),
-                None => c,
-            })
+            .map(|&c| self.lookup(c).map_or(c, |(toned, _)| toned))
             .collect()
     }
 
@@ -107,10 +129,9 @@ impl Readings {
                 i = end;
                 continue;
             }
-            let sound = match numeral(chars[i]).to_pinyin() {
-                Some(p) => self.toneless.get(p.plain()).copied().unwrap_or(UNLISTED),
-                None => chars[i],
-            };
+            let sound = self
+                .lookup(chars[i])
+                .map_or(chars[i], |(_, toneless)| toneless);
             out.push(Spoken {
                 sound,
                 first: i,
