@@ -158,6 +158,19 @@ impl Config {
                 ),
             });
         }
+        // Across files: follow-ups decided by the model need the model stage, or every
+        // message after the first would be handed to a person.
+        if let (Some(m), Some(d)) = (&model, &dialog)
+            && d.enabled
+            && d.context.model_decides_follow_ups
+            && !m.enabled
+        {
+            errors.push(ConfigError {
+                file: dir.join("dialog.yaml"),
+                line: None,
+                reason: "context.model_decides_follow_ups needs the model stage (model.yaml enabled: true); set it to false without one".into(),
+            });
+        }
         match (
             server, edge, limits, intents, post, upstreams, router, model, dialog,
         ) {
@@ -276,6 +289,28 @@ mod tests {
             .to_string();
         assert!(
             errors.contains("answer_upstream.pool: `nobody` is not a pool of upstreams.yaml"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn follow_ups_decided_by_the_model_need_the_model_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(shipped()).unwrap() {
+            let entry = entry.unwrap();
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+            }
+        }
+        let model = dir.path().join("model.yaml");
+        let text = std::fs::read_to_string(&model).unwrap();
+        assert!(text.starts_with("enabled: true") || text.contains("\nenabled: true"));
+        std::fs::write(&model, text.replacen("enabled: true", "enabled: false", 1)).unwrap();
+        let errors = Config::load_for_training(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains("context.model_decides_follow_ups needs the model stage"),
             "{errors}"
         );
     }
