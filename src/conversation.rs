@@ -82,15 +82,32 @@ impl Conversation {
     }
 
     /// What `message` is, when it carries no request. Cheap for the messages of the rule
-    /// path: only a short message can be an acknowledgement, and only one with a bracket or
-    /// a long run of letters and digits can be a card.
+    /// path (one pass, no allocation): only a short message made of the words' characters
+    /// can be an acknowledgement, and only one with a bracket or six letters or digits in a
+    /// row (a mask, an order number, a link; full width included) can be a card.
     pub fn kind(&self, message: &str) -> Option<TurnKind> {
-        if message.chars().nth(MAX_ACK_CHARS).is_none()
+        // One pass decides which of the two readings can apply at all.
+        let (mut chars, mut foreign, mut card, mut run) = (0usize, false, false, 0usize);
+        for c in message.chars().map(text::fold_char) {
+            chars += 1;
+            foreign |= c.is_alphanumeric() && self.word_chars.binary_search(&c).is_err();
+            run = if c.is_ascii_alphanumeric() {
+                run + 1
+            } else {
+                0
+            };
+            card |= c == '[' || run >= 6;
+            if foreign && !card && chars > MAX_ACK_CHARS {
+                return None;
+            }
+        }
+        if !foreign
+            && chars <= MAX_ACK_CHARS
             && let Some(kind) = self.acknowledgement(message)
         {
             return Some(kind);
         }
-        if !may_be_card(message) {
+        if !card {
             return None;
         }
         let folded = text::fold(message);
@@ -111,13 +128,6 @@ impl Conversation {
     /// of the first two), once punctuation, emoji and spaces are gone.
     fn acknowledgement(&self, message: &str) -> Option<TurnKind> {
         let words = self.words.as_ref()?;
-        let foreign = message
-            .chars()
-            .map(text::fold_char)
-            .any(|c| c.is_alphanumeric() && self.word_chars.binary_search(&c).is_err());
-        if foreign {
-            return None;
-        }
         let stripped = strip(message);
         if stripped.is_empty() {
             return None;
@@ -144,26 +154,6 @@ impl Conversation {
 
 /// The longest message read as an acknowledgement (好的好的，谢谢亲，辛苦了 is 11).
 const MAX_ACK_CHARS: usize = 24;
-
-/// A bracket (the client's masks and cards) or six ASCII letters or digits in a row (an
-/// order number, a link).
-fn may_be_card(message: &str) -> bool {
-    let mut run = 0;
-    for c in message.chars() {
-        if c == '[' || c == '［' {
-            return true;
-        }
-        run = if c.is_ascii_alphanumeric() {
-            run + 1
-        } else {
-            0
-        };
-        if run >= 6 {
-            return true;
-        }
-    }
-    false
-}
 
 /// Letters and digits only, folded: `好的！！` and `好的～` are `好的`.
 fn strip(message: &str) -> String {
