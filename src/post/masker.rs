@@ -29,6 +29,14 @@ pub struct Settings {
     pub mask: char,
 }
 
+impl Settings {
+    /// Whether `c` is skipped inside a word: a listed separator, or with `ignore_symbols`
+    /// anything that is not a letter or digit.
+    fn skips(&self, c: char) -> bool {
+        self.ignore_chars.contains(&c) || (self.ignore_symbols && !c.is_alphanumeric())
+    }
+}
+
 pub struct SensitiveMasker {
     /// Value: `chars << 1 | is_whitelist`.
     exact: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
@@ -83,10 +91,7 @@ impl SensitiveMasker {
         whitelist: &[String],
         settings: Settings,
     ) -> anyhow::Result<SensitiveMasker> {
-        let skip = |c: char| {
-            settings.ignore_chars.contains(&c) || (settings.ignore_symbols && !c.is_alphanumeric())
-        };
-        let strip = |w: &String| -> String { w.chars().filter(|&c| !skip(c)).collect() };
+        let strip = |w: &String| -> String { w.chars().filter(|&c| !settings.skips(c)).collect() };
         let mut exact: Vec<(String, u32)> = Vec::new();
         let mut add = |w: String, whitelist: bool| {
             if !w.is_empty() && !exact.iter().any(|(p, _)| *p == w) {
@@ -116,11 +121,11 @@ impl SensitiveMasker {
                 }
             }
         }
-        readings.freeze();
         let any_sensitive = exact.iter().any(|(_, v)| v & 1 == 0);
         let sound = if toned.is_empty() {
             None
         } else {
+            readings.freeze();
             Some(Sound {
                 readings,
                 toned: build(toned)?,
@@ -139,11 +144,6 @@ impl SensitiveMasker {
         })
     }
 
-    fn skipped(&self, c: char) -> bool {
-        self.settings.ignore_chars.contains(&c)
-            || (self.settings.ignore_symbols && !c.is_alphanumeric())
-    }
-
     fn stream(&self, text: &str) -> Stream {
         let raw: Vec<char> = text.chars().collect();
         let all: Vec<char> = raw.iter().map(|&c| text::fold_char(c)).collect();
@@ -154,7 +154,7 @@ impl SensitiveMasker {
             raw,
         };
         for (i, &c) in all.iter().enumerate() {
-            if !self.skipped(c) {
+            if !self.settings.skips(c) {
                 s.chars.push(c);
                 s.at.push(i);
             }
@@ -212,7 +212,7 @@ impl SensitiveMasker {
         // A listed separator (`ignore_chars`, such as `·`) joins letters; any other wide
         // punctuation (`，`) ends a Latin word.
         let wide_separator = (s.at[h.start]..=s.at[h.end]).any(|i| {
-            self.skipped(s.all[i])
+            self.settings.skips(s.all[i])
                 && !self.settings.ignore_chars.contains(&s.all[i])
                 && !s.raw[i].is_ascii()
         });

@@ -80,14 +80,13 @@ impl Readings {
                 }
             }
         }
-        if self.syllables.is_empty() {
-            self.syllables = all_syllables();
-        }
         (chinese >= 2).then_some((toned, spoken))
     }
 
-    /// Fill the lookup table; call after the last [`Readings::patterns`].
+    /// Fill the lookup tables (characters, pinyin syllables); call after the last
+    /// [`Readings::patterns`], before reading a reply.
     pub fn freeze(&mut self) {
+        self.syllables = all_syllables();
         self.table = BLOCK
             .map(|c| self.read(c).unwrap_or((UNLISTED, UNLISTED)))
             .collect();
@@ -230,6 +229,7 @@ mod tests {
     fn latin_runs_are_read_as_syllables() {
         let mut r = Readings::default();
         let (_, spoken) = r.patterns("壮阳").unwrap();
+        r.freeze();
         let s = r.spoken(&chars("zhuang阳的"));
         assert_eq!(
             s.iter().map(|p| p.sound).take(2).collect::<String>(),
