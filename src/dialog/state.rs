@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::Slots;
+use super::{Context, Slots};
 use crate::intent::Intent;
 
 /// Characters of a turn's text kept in the history (context for the shop's bot and for
@@ -67,12 +67,27 @@ impl DialogState {
             .collect()
     }
 
-    /// The text of the newest turn not older than `within_secs`.
-    pub fn previous_text(&self, now: i64, within_secs: i64) -> Option<&str> {
-        self.history
+    /// What the dialogue offers its next message: `recent` (what [`DialogState::recent`]
+    /// gave for the same `now` and window), the text of the newest turn in the window,
+    /// whether the last answer handed the shopper on, and the order the message names.
+    pub fn context<'a>(
+        &'a self,
+        recent: &'a [Intent],
+        now: i64,
+        within_secs: i64,
+        order: Option<&'a str>,
+    ) -> Context<'a> {
+        let previous_text = self
+            .history
             .back()
             .filter(|t| now - t.at <= within_secs)
-            .map(|t| t.text.as_str())
+            .map(|t| t.text.as_str());
+        Context {
+            recent,
+            previous_text,
+            order,
+            handed_to_human: self.handed_to_human,
+        }
     }
 
     /// Record a turn: keep at most `history` turns, count it, take the slots it named.

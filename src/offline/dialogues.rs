@@ -115,12 +115,7 @@ pub fn run(turns: &[EvalTurn], decide: impl Fn(&str, &Context<'_>) -> (Decision,
         let alone = decide(&t.text, &Context::NONE).0.intent;
         let turn_slots = Slots::extract(&t.text);
         let recent = state.recent(now, i64::MAX, CONTEXT_TURNS);
-        let context = Context {
-            recent: &recent,
-            previous_text: state.previous_text(now, i64::MAX),
-            order: turn_slots.order.as_deref(),
-            handed_to_human: state.handed_to_human,
-        };
+        let context = state.context(&recent, now, i64::MAX, turn_slots.order.as_deref());
         let (decision, by_context) = decide(&t.text, &context);
         for g in [0, group] {
             report.alone[g].add(alone == t.intent);

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::decider::Decider;
-use crate::dialog::{CONTEXT_TURNS, Context, DialogState, Slots, Turn};
+use crate::dialog::{CONTEXT_TURNS, DialogState, Slots, Turn};
 use crate::intent::Intent;
 use crate::pipeline::Handoff;
 
@@ -164,12 +164,7 @@ pub fn run(
             let mut slots = state.slots.clone();
             slots.update(&turn_slots);
             let recent = state.recent(now, i64::MAX, CONTEXT_TURNS);
-            let context = Context {
-                recent: &recent,
-                previous_text: state.previous_text(now, i64::MAX),
-                order: turn_slots.order.as_deref(),
-                handed_to_human: state.handed_to_human,
-            };
+            let context = state.context(&recent, now, i64::MAX, turn_slots.order.as_deref());
             let answer = decider.answer(text, &context, &slots);
             let right = answer.intent == want;
             let edge = answer.handoff.is_none();

@@ -114,13 +114,16 @@ impl KefuProxy {
             }
             None => (Vec::new(), turn_slots.clone()),
         };
-        let turn = TurnContext {
-            context: dialog::Context {
-                recent: &recent,
-                previous_text: state.as_ref().and_then(|s| s.previous_text(now, within)),
-                order: turn_slots.order.as_deref(),
-                handed_to_human: state.as_ref().is_some_and(|s| s.handed_to_human),
+        let order = turn_slots.order.as_deref();
+        let context = match &state {
+            Some(s) => s.context(&recent, now, within, order),
+            None => dialog::Context {
+                order,
+                ..dialog::Context::NONE
             },
+        };
+        let turn = TurnContext {
+            context,
             slots: &slots,
         };
         let answer = self.answer_message(snap, &request, &trace_id, &turn).await;
