@@ -268,8 +268,8 @@ mod tests {
         assert_eq!(config.intents.fallback_reply, "亲,转人工客服哦~");
     }
 
-    #[test]
-    fn the_answer_upstream_must_name_a_pool() {
+    /// The shipped configuration's files in a directory a test may change.
+    fn shipped_copy() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         for entry in std::fs::read_dir(shipped()).unwrap() {
             let entry = entry.unwrap();
@@ -277,6 +277,12 @@ mod tests {
                 std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
             }
         }
+        dir
+    }
+
+    #[test]
+    fn the_answer_upstream_must_name_a_pool() {
+        let dir = shipped_copy();
         let model = dir.path().join("model.yaml");
         let text = std::fs::read_to_string(&model).unwrap();
         let text = text.replace(
@@ -295,13 +301,7 @@ mod tests {
 
     #[test]
     fn follow_ups_decided_by_the_model_need_the_model_stage() {
-        let dir = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(shipped()).unwrap() {
-            let entry = entry.unwrap();
-            if entry.path().is_file() {
-                std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-            }
-        }
+        let dir = shipped_copy();
         let model = dir.path().join("model.yaml");
         let text = std::fs::read_to_string(&model).unwrap();
         assert!(text.starts_with("enabled: true") || text.contains("\nenabled: true"));
