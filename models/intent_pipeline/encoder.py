@@ -98,7 +98,6 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, h, f) for h, f in zip(cfg.heads, cfg.ffns))
         self.pool = nn.Linear(cfg.hidden, cfg.hidden)
         self.cls = nn.Linear(cfg.hidden, cfg.labels)
-        self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab))  # MLM decoder tied to `tok`
         self.apply(self._init)
 
     @staticmethod
@@ -130,15 +129,9 @@ class Encoder(nn.Module):
             return self.cls(self.drop(pooled))
         return self.cls(self.drop(torch.tanh(self.pool(last_hidden[:, 0]))))
 
-    def mlm_logits(self, last_hidden):
-        return last_hidden @ self.tok.weight.T + self.mlm_bias
-
     def forward(self, ids, mask):
         hiddens, _ = self.encode(ids, mask)
         return self.classify(hiddens[-1], mask)
-
-    def parameters_without_mlm(self):
-        return sum(p.numel() for n, p in self.named_parameters() if n != "mlm_bias")
 
 
 def prune_heads(model: Encoder, keep: list) -> Encoder:

@@ -75,7 +75,7 @@ class Judge:
                             export.probabilities(sess, self.x_dialogues))
         b1 = export.latency_ms(sess, self.x_dev, 1, 30 if quick else 300)
         b32 = export.latency_ms(sess, self.x_dev, 32, 5 if quick else 40)
-        params = sum(p.numel() for n, p in model.named_parameters() if n != "mlm_bias")
+        params = sum(p.numel() for p in model.parameters())
         return {
             "step": name if precision == "fp32" else f"{name} + INT8",
             "layers": model.cfg.layers, "heads": sum(model.cfg.heads),

@@ -1,5 +1,5 @@
-"""The training steps: masked-LM pre-training, fine-tuning, TinyBERT-style distillation,
-Taylor head importance, and prediction. Each takes encoded sequences (lists of token ids)
+"""The training steps: fine-tuning, TinyBERT-style distillation, Taylor importance of heads
+and feed-forward neurons, and prediction. Each takes encoded sequences (lists of token ids)
 and a seeded `random.Random`, so a run is repeatable on the same machine."""
 
 import math
@@ -9,10 +9,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .data import SPECIAL, batches, pad
+from .data import batches, pad
 from .encoder import Encoder
-
-PAD, UNK, CLS, SEP, MASK = range(len(SPECIAL))
 
 
 def _schedule(opt, total, warmup=0.06):
@@ -52,37 +50,6 @@ def _step(model, opt, sched, loss):
 
 def _log(step, t0, what, loss):
     print(f"  {what}: step {step}, loss {loss:.4f}, {time.time() - t0:.0f} s", flush=True)
-
-
-def pretrain_mlm(model: Encoder, seqs, epochs, lr, batch, rng: random.Random):
-    """BERT's masked-LM: 15% of the non-special tokens; of those 80% [MASK], 10% random,
-    10% kept."""
-    lengths = [len(s) for s in seqs]
-    steps = epochs * math.ceil(len(seqs) / batch)
-    opt, sched = _optimiser(model, lr, steps)
-    gen = torch.Generator().manual_seed(rng.randrange(2**31))
-    model.train()
-    t0, step = time.time(), 0
-    for _ in range(epochs):
-        for idx in batches(len(seqs), lengths, batch, rng):
-            ids, mask = pad([seqs[i] for i in idx])
-            special = (ids < len(SPECIAL))
-            chosen = (torch.rand(ids.shape, generator=gen) < 0.15) & ~special
-            labels = torch.where(chosen, ids, torch.full_like(ids, -100))
-            roll = torch.rand(ids.shape, generator=gen)
-            inputs = ids.clone()
-            inputs[chosen & (roll < 0.8)] = MASK
-            rand = chosen & (roll >= 0.8) & (roll < 0.9)
-            inputs[rand] = torch.randint(
-                len(SPECIAL), model.cfg.vocab, ids.shape, generator=gen
-            )[rand]
-            hiddens, _ = model.encode(inputs, mask)
-            logits = model.mlm_logits(hiddens[-1])
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
-            _step(model, opt, sched, loss)
-            step += 1
-            if step % 200 == 0:
-                _log(step, t0, "mlm", loss.item())
 
 
 def finetune(model: Encoder, seqs, y, epochs, lr, batch, rng, teacher_logits=None, alpha=0.5,
