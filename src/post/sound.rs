@@ -55,8 +55,10 @@ pub struct Readings {
 const BLOCK: std::ops::RangeInclusive<char> = '\u{4E00}'..='\u{9FFF}';
 
 impl Readings {
-    fn id(map: &mut HashMap<&'static str, char>, reading: &'static str, next: u32) -> Option<char> {
-        let fresh = char::from_u32(FIRST + next)?;
+    /// The stand-in of `reading` in `map`, a fresh one for a new reading (each stream has its
+    /// own automaton, so the two maps may hand out the same characters).
+    fn id(map: &mut HashMap<&'static str, char>, reading: &'static str) -> Option<char> {
+        let fresh = char::from_u32(FIRST + map.len() as u32)?;
         Some(*map.entry(reading).or_insert(fresh))
     }
 
@@ -69,10 +71,8 @@ impl Readings {
             match numeral(c).to_pinyin() {
                 Some(p) => {
                     chinese += 1;
-                    let n = (self.toned.len() + self.toneless.len()) as u32;
-                    toned.push(Self::id(&mut self.toned, p.with_tone_num_end(), n)?);
-                    let n = (self.toned.len() + self.toneless.len()) as u32;
-                    spoken.push(Self::id(&mut self.toneless, p.plain(), n)?);
+                    toned.push(Self::id(&mut self.toned, p.with_tone_num_end())?);
+                    spoken.push(Self::id(&mut self.toneless, p.plain())?);
                 }
                 None => {
                     toned.push(c);
