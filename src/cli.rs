@@ -79,6 +79,11 @@ pub enum Command {
         /// github.com/EndlessLethe/jddc2019-3th-retrieve-model).
         #[arg(long, value_name = "FILE")]
         chat: Option<PathBuf>,
+        /// With `--real`: write every scored turn (session, turn, kind, wanted and given
+        /// intent, source, hand-off reason, text) to FILE, for error analysis on the
+        /// development labels.
+        #[arg(long, value_name = "FILE", requires = "real")]
+        trace: Option<PathBuf>,
     },
     /// Score every operator keyword rule of intents.yaml on the training split: how often it
     /// decided and how often rightly, worst first.

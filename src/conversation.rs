@@ -18,6 +18,8 @@ pub enum TurnKind {
     Acknowledgement,
     /// 谢谢, 没有了, 拜拜: an acknowledgement that ends the conversation.
     Closing,
+    /// 是的, 对: a yes to the turn before; the dialogue's topic goes on.
+    Confirmation,
     /// Only an order card, an order number or masked order reference.
     OrderCard,
     /// Only a product link.
@@ -27,6 +29,7 @@ pub enum TurnKind {
 const ACK: u32 = 0;
 const CLOSING: u32 = 1;
 const FILLER: u32 = 2;
+const CONFIRMATION: u32 = 3;
 
 pub struct Conversation {
     words: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
@@ -44,6 +47,7 @@ impl Conversation {
         let mut patterns: Vec<(String, u32)> = Vec::new();
         for (list, value) in [
             (&cfg.closings, CLOSING),
+            (&cfg.confirmations, CONFIRMATION),
             (&cfg.acknowledgements, ACK),
             (&cfg.fillers, FILLER),
         ] {
@@ -124,15 +128,17 @@ impl Conversation {
         }
     }
 
-    /// The message is nothing but acknowledgement, closing and filler words (at least one
-    /// of the first two), once punctuation, emoji and spaces are gone.
+    /// The message is nothing but acknowledgement, confirmation, closing and filler words
+    /// (at least one that is not a filler), once punctuation, emoji and spaces are gone. A
+    /// closing word makes it a closing; otherwise a confirmation word (是的, 嗯嗯是的) makes
+    /// it a confirmation.
     fn acknowledgement(&self, message: &str) -> Option<TurnKind> {
         let words = self.words.as_ref()?;
         let stripped = strip(message);
         if stripped.is_empty() {
             return None;
         }
-        let (mut covered, mut ack, mut closing) = (0, false, false);
+        let (mut covered, mut ack, mut closing, mut yes) = (0, false, false, false);
         for m in words.leftmost_find_iter(&stripped) {
             if m.start() != covered {
                 return None;
@@ -140,13 +146,15 @@ impl Conversation {
             covered = m.end();
             ack |= m.value() == ACK;
             closing |= m.value() == CLOSING;
+            yes |= m.value() == CONFIRMATION;
         }
         if covered != stripped.len() {
             return None;
         }
-        match (closing, ack) {
-            (true, _) => Some(TurnKind::Closing),
-            (false, true) => Some(TurnKind::Acknowledgement),
+        match (closing, yes, ack) {
+            (true, _, _) => Some(TurnKind::Closing),
+            (false, true, _) => Some(TurnKind::Confirmation),
+            (false, false, true) => Some(TurnKind::Acknowledgement),
             _ => None,
         }
     }
@@ -175,6 +183,7 @@ mod tests {
         Conversation::new(&ConversationConfig {
             acknowledgements: words(&["好的", "好", "嗯", "嗯嗯", "ok", "知道了", "哦"]),
             closings: words(&["谢谢", "没有了", "没了", "拜拜"]),
+            confirmations: words(&["是的", "对", "对的"]),
             fillers: words(&["亲", "啊", "呀"]),
             keep_open: t("亲，还有其他可以帮您的吗~"),
             closing: t("不客气亲~"),
@@ -200,6 +209,9 @@ mod tests {
             "fillers alone are not an acknowledgement"
         );
         assert_eq!(c.kind("不好"), None);
+        assert_eq!(c.kind("是的！"), Some(TurnKind::Confirmation));
+        assert_eq!(c.kind("嗯嗯 对的"), Some(TurnKind::Confirmation));
+        assert_eq!(c.kind("对的，谢谢"), Some(TurnKind::Closing));
     }
 
     #[test]

@@ -85,6 +85,15 @@ impl Intent {
         self as usize
     }
 
+    /// A request about the shop's business: not a greeting, a thanks, a call for a person or
+    /// something out of scope. The dialogue's topic is the newest of these.
+    pub fn is_request(self) -> bool {
+        !matches!(
+            self,
+            Intent::Greeting | Intent::ThanksBye | Intent::HumanAgent | Intent::Other
+        )
+    }
+
     /// The intents the rule cache answers.
     pub fn fast() -> impl Iterator<Item = Intent> {
         Self::ALL.iter().copied().filter(|i| i.tier() == Tier::Fast)

@@ -14,6 +14,8 @@ use crate::router::{KeywordRouter, RouterGuess, RouterModel};
 use crate::rules::{CachedReply, RuleCache, Vars};
 use crate::template::Template;
 
+mod mix;
+
 /// Which stage produced a reply (the `source` field of the API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -65,30 +67,6 @@ pub struct Decision {
     pub intent: Intent,
     pub confidence: f32,
     pub stage: Stage,
-}
-
-/// Geometric mixture of the router's and the model's probabilities (both indexed by
-/// [`Intent::index`]): `p ∝ p_router^w · p_model^(1-w)`, renormalised. The two make
-/// different mistakes (character n-grams against a transformer trained from scratch), so
-/// on the handed-on validation lines the mixture is right more often than either
-/// (models/README.md). The best intent and its mixed probability.
-pub fn fuse(router: &[f32], model: &[f32], router_weight: f32) -> Option<(Intent, f32)> {
-    if router.len() != Intent::ALL.len() || model.len() != Intent::ALL.len() {
-        return None;
-    }
-    let w = router_weight.clamp(0.0, 1.0);
-    let mixed: Vec<f32> = router
-        .iter()
-        .zip(model)
-        .map(|(r, m)| (w * (r + 1e-9).ln() + (1.0 - w) * (m + 1e-9).ln()).exp())
-        .collect();
-    let total: f32 = mixed.iter().sum();
-    let (best, top) = mixed
-        .iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::MIN), |a, (i, v)| if v > a.1 { (i, v) } else { a });
-    (total > 0.0).then(|| (Intent::ALL[best], top / total))
 }
 
 /// What the model stage made of a message (a metric label).
@@ -223,7 +201,17 @@ pub enum Step<'a> {
     Model {
         decision: Decision,
         input: ModelInput,
+        reading: Reading,
     },
+}
+
+/// What the model stage reads beside a message, for deciding on its answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// The previous turn is read too (the router's weight is then `router_weight_in_context`).
+    pub in_context: bool,
+    /// The dialogue's topic ([`Context::topic`]), favoured by `topic_bonus`.
+    pub topic: Option<Intent>,
 }
 
 pub struct Pipeline {
@@ -413,35 +401,31 @@ impl Pipeline {
             text: text.to_owned(),
             previous: context.previous().map(|(i, t)| (i, t.to_owned())),
         };
-        Step::Model { decision, input }
+        let reading = Reading {
+            in_context: input.previous.is_some(),
+            topic: input.previous.as_ref().and(context.topic()),
+        };
+        Step::Model {
+            decision,
+            input,
+            reading,
+        }
     }
 
     /// The answer once the model stage spoke (`None`: it could not): its prediction mixed
-    /// with the router's ([`Pipeline::model_intent`]; `in_context`: the model read the
-    /// previous turn too, and the router's weight is `router_weight_in_context`), answered
-    /// by its policy at
-    /// `threshold` ([`Pipeline::answer_from_model`]). Also the intent and confidence decided.
+    /// with the router's and tilted toward the dialogue's topic ([`Pipeline::model_intent`]),
+    /// answered by its policy at `threshold` ([`Pipeline::answer_from_model`]).
     pub fn after_model(
         &self,
         decision: &Decision,
         text: &str,
-        in_context: bool,
+        reading: Reading,
         prediction: Option<&Prediction>,
         model: &crate::config::ModelConfig,
         slots: &Slots,
     ) -> (Answer<'_>, ModelVerdict) {
-        match prediction {
-            Some(p) => {
-                let weight = if in_context {
-                    model.router_weight_in_context
-                } else {
-                    model.router_weight
-                };
-                let p = self.model_intent(text, p, weight);
-                self.answer_from_model(decision, Some(&p), model.threshold, slots)
-            }
-            None => self.answer_from_model(decision, None, model.threshold, slots),
-        }
+        let p = prediction.map(|p| self.model_intent(text, p, reading, model));
+        self.answer_from_model(decision, p.as_ref(), model.threshold, slots)
     }
 
     /// The follow-up rules.
@@ -553,19 +537,30 @@ impl Pipeline {
             handoff: None,
         };
         let after_acknowledgement = context.recent.first() == Some(&Intent::ThanksBye);
+        // A yes stays on the topic it answers (with none, it is an acknowledgement); the
+        // other turns without a request are thanks.
+        let topic = match kind {
+            TurnKind::Confirmation => context.topic(),
+            _ => None,
+        };
+        let intent = topic.unwrap_or(Intent::ThanksBye);
         Some(match kind {
-            TurnKind::Acknowledgement | TurnKind::Closing if context.handed_to_human => Answer {
-                handoff: Some(Handoff::WithPerson),
-                ..answer(
-                    Intent::ThanksBye,
-                    Reply::Prepared(&self.replies.with_person),
-                )
-            },
-            TurnKind::Acknowledgement if !after_acknowledgement => {
-                answer(Intent::ThanksBye, Reply::Prepared(&self.replies.keep_open))
+            TurnKind::Acknowledgement | TurnKind::Closing | TurnKind::Confirmation
+                if context.handed_to_human =>
+            {
+                Answer {
+                    handoff: Some(Handoff::WithPerson),
+                    ..answer(intent, Reply::Prepared(&self.replies.with_person))
+                }
             }
-            TurnKind::Acknowledgement | TurnKind::Closing => {
-                answer(Intent::ThanksBye, Reply::Prepared(&self.replies.closing))
+            TurnKind::Confirmation if topic.is_some() => {
+                answer(intent, Reply::Prepared(&self.replies.keep_open))
+            }
+            TurnKind::Acknowledgement | TurnKind::Confirmation if !after_acknowledgement => {
+                answer(intent, Reply::Prepared(&self.replies.keep_open))
+            }
+            TurnKind::Acknowledgement | TurnKind::Closing | TurnKind::Confirmation => {
+                answer(intent, Reply::Prepared(&self.replies.closing))
             }
             _ if context.previous().is_some() => return None,
             TurnKind::OrderCard => {
@@ -594,22 +589,40 @@ impl Pipeline {
         Some(by_intent)
     }
 
-    /// The model stage's intent for `text`: the model's prediction, mixed with the router's
-    /// probabilities when `router_weight` is above 0 ([`fuse`]).
-    pub fn model_intent(&self, text: &str, p: &Prediction, router_weight: f32) -> Prediction {
-        if router_weight <= 0.0 {
-            return p.clone();
+    /// The model stage's intent for `text`: the model's probabilities, mixed with the
+    /// router's ([`mix::fuse`]; `router_weight`, or `router_weight_in_context` for a message
+    /// read with its previous turn), then with `topic_bonus` on the dialogue's topic
+    /// ([`mix::favour`]).
+    pub fn model_intent(
+        &self,
+        text: &str,
+        p: &Prediction,
+        reading: Reading,
+        model: &crate::config::ModelConfig,
+    ) -> Prediction {
+        let weight = if reading.in_context {
+            model.router_weight_in_context
+        } else {
+            model.router_weight
+        };
+        let mut probs = if weight > 0.0 {
+            self.router_probabilities(text)
+                .and_then(|r| mix::fuse(&r, &p.probs, weight))
+                .unwrap_or_else(|| p.probs.clone())
+        } else {
+            p.probs.clone()
+        };
+        if let Some(topic) = reading.topic {
+            mix::favour(&mut probs, topic, model.topic_bonus);
         }
-        let fused = self
-            .router_probabilities(text)
-            .and_then(|r| fuse(&r, &p.probs, router_weight));
-        match fused {
-            Some((intent, prob)) => Prediction {
+        match mix::best(&probs) {
+            Some((intent, prob)) if probs.len() == Intent::ALL.len() => Prediction {
                 intent,
                 prob,
-                ..p.clone()
+                probs,
+                batch_size: p.batch_size,
             },
-            None => p.clone(),
+            _ => p.clone(),
         }
     }
 
@@ -828,30 +841,61 @@ mod tests {
             p.converse("好的，什么时候发货", &Context::NONE, &none)
                 .is_none()
         );
+        // 你好 is a greeting, not 你 + 好.
+        assert!(p.converse("你好", &Context::NONE, &none).is_none());
+        assert!(p.converse("您好！", &Context::NONE, &none).is_none());
+        // A yes stays on the dialogue's topic (the newest request), past an acknowledgement.
+        let a = p
+            .converse(
+                "是的",
+                &after(&[Intent::ThanksBye, Intent::Invoice], false),
+                &none,
+            )
+            .unwrap();
+        assert_eq!((a.intent, a.handoff), (Intent::Invoice, None));
+        assert!(a.reply.text().contains("还有其他"), "{}", a.reply.text());
+        let a = p
+            .converse("对的", &after(&[Intent::Invoice], true), &none)
+            .unwrap();
+        assert_eq!(
+            (a.intent, a.handoff),
+            (Intent::Invoice, Some(Handoff::WithPerson))
+        );
+        let a = p.converse("是的", &Context::NONE, &none).unwrap();
+        assert_eq!((a.intent, a.handoff), (Intent::ThanksBye, None));
     }
 
     #[test]
-    fn fusion_mixes_router_and_model_geometrically() {
-        let n = Intent::ALL.len();
-        let one_hot = |i: usize, p: f32| {
-            let mut v = vec![(1.0 - p) / (n - 1) as f32; n];
-            v[i] = p;
-            v
+    fn a_follow_up_leans_toward_the_dialogue_topic() {
+        let mut cfg = shipped_config();
+        // The model alone, so that only the topic moves the answer.
+        cfg.model.router_weight = 0.0;
+        cfg.model.router_weight_in_context = 0.0;
+        cfg.model.topic_bonus = 2.0;
+        let p = Pipeline::new(&cfg, None).unwrap();
+        let mut probs = vec![0.0; Intent::ALL.len()];
+        probs[Intent::Coupon.index()] = 0.6;
+        probs[Intent::PromotionRules.index()] = 0.4;
+        let pred = Prediction {
+            intent: Intent::Coupon,
+            prob: 0.6,
+            probs,
+            batch_size: 1,
         };
-        // The same distribution on both sides is that distribution.
-        let (i, p) = fuse(&one_hot(0, 0.6), &one_hot(0, 0.6), 0.5).unwrap();
-        assert_eq!(i, Intent::ALL[0]);
-        assert!((p - 0.6).abs() < 1e-4, "{p}");
-        // They disagree: the surer side wins at equal weights; weight 0 is the model alone.
-        let (i, _) = fuse(&one_hot(1, 0.9), &one_hot(2, 0.5), 0.5).unwrap();
-        assert_eq!(i, Intent::ALL[1]);
-        let (i, p) = fuse(&one_hot(1, 0.9), &one_hot(2, 0.5), 0.0).unwrap();
-        assert_eq!(i, Intent::ALL[2]);
-        assert!((p - 0.5).abs() < 1e-4, "{p}");
-        assert!(
-            fuse(&[0.5], &one_hot(0, 0.5), 0.5).is_none(),
-            "wrong lengths"
-        );
+        let alone = Reading::default();
+        let m = p.model_intent("满300减50是每满吗", &pred, alone, &cfg.model);
+        assert_eq!(m.intent, Intent::Coupon, "no topic, no change");
+        let follow_up = Reading {
+            in_context: true,
+            topic: Some(Intent::PromotionRules),
+        };
+        let m = p.model_intent("满300减50是每满吗", &pred, follow_up, &cfg.model);
+        assert_eq!(m.intent, Intent::PromotionRules);
+        // 0.4·e² against 0.6: the topic's share is 0.831.
+        assert!((m.prob - 0.831).abs() < 1e-3, "{}", m.prob);
+        cfg.model.topic_bonus = 0.0;
+        let m = p.model_intent("满300减50是每满吗", &pred, follow_up, &cfg.model);
+        assert_eq!((m.intent, m.prob), (Intent::Coupon, 0.6));
     }
 
     #[test]

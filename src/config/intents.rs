@@ -27,6 +27,8 @@ struct RawConversation {
     acknowledgements: Vec<String>,
     closings: Vec<String>,
     #[serde(default)]
+    confirmations: Vec<String>,
+    #[serde(default)]
     fillers: Vec<String>,
     keep_open: String,
     closing: String,
@@ -91,6 +93,8 @@ pub struct ConversationConfig {
     pub acknowledgements: Vec<String>,
     /// 谢谢, 没了, 拜拜 …: an acknowledgement that ends the conversation.
     pub closings: Vec<String>,
+    /// 是的, 对 …: a yes to the turn before, which stays on that turn's topic.
+    pub confirmations: Vec<String>,
     /// Words that may stand around them (亲, 啊, 呀).
     pub fillers: Vec<String>,
     /// The reply to an acknowledgement after an answer.
@@ -236,6 +240,7 @@ fn conversation(
         product_link: template("product_link", &c.product_link),
         acknowledgements: words(c.acknowledgements),
         closings: words(c.closings),
+        confirmations: words(c.confirmations),
         fillers: words(c.fillers),
     }
 }

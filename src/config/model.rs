@@ -36,6 +36,8 @@ pub struct RawModel {
     #[serde(default)]
     router_weight_in_context: f32,
     #[serde(default)]
+    topic_bonus: f32,
+    #[serde(default)]
     quality_gate: ModelGate,
     #[serde(default)]
     shadow: ShadowConfig,
@@ -185,6 +187,9 @@ pub struct ModelConfig {
     /// The same for a message read with its previous turn: the router reads the text alone,
     /// which is what a follow-up does not mean (0, the default: the model alone).
     pub router_weight_in_context: f32,
+    /// Log-odds added to the dialogue's topic for a message read with its previous turn
+    /// (0: none): a follow-up on a real chat most often goes on with the topic.
+    pub topic_bonus: f32,
     pub quality_gate: ModelGate,
     pub shadow: ShadowConfig,
     pub answer_upstream: Option<AnswerUpstream>,
@@ -240,6 +245,9 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
             "router_weight_in_context",
             "router_weight_in_context must be within 0..=1",
         ));
+    }
+    if !(0.0..=10.0).contains(&raw.topic_bonus) {
+        errors.push(src.error_at("topic_bonus", "topic_bonus must be within 0..=10"));
     }
     if !(0.0..=1.0).contains(&raw.threshold) {
         errors.push(src.error_at("threshold", "threshold must be within 0..=1"));
@@ -313,6 +321,7 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
         threshold: raw.threshold,
         router_weight: raw.router_weight,
         router_weight_in_context: raw.router_weight_in_context,
+        topic_bonus: raw.topic_bonus,
         quality_gate: raw.quality_gate,
         shadow: raw.shadow,
         answer_upstream: raw.answer_upstream,
@@ -341,6 +350,7 @@ mod tests {
         assert_eq!(c.batch.max_wait, Duration::from_millis(30));
         assert_eq!(c.runtime.provider, Provider::Cpu);
         assert_eq!(c.version_dir("v1"), Path::new("conf/../models/intent/v1"));
+        assert_eq!(c.topic_bonus, 0.0, "no topic bonus unless asked for");
     }
 
     #[test]
@@ -349,10 +359,13 @@ mod tests {
             "{MINIMAL}gray_percent: 10\nthreshold: 1.5\nbatch: {{max_batch: 0}}\nruntime2: 1\n"
         );
         assert!(check(&text).is_err(), "unknown key");
-        let text = format!("{MINIMAL}gray_percent: 10\nthreshold: 1.5\nbatch: {{max_batch: 0}}\n");
+        let text = format!(
+            "{MINIMAL}gray_percent: 10\nthreshold: 1.5\nbatch: {{max_batch: 0}}\ntopic_bonus: -1\n"
+        );
         let errors = check(&text).unwrap_err();
         let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(errors.len(), 3, "{all:?}");
+        assert_eq!(errors.len(), 4, "{all:?}");
+        assert!(all.iter().any(|e| e.contains("topic_bonus must be")));
         assert!(all.iter().any(|e| e.contains("needs a candidate")));
         let bad = check(&MINIMAL.replace("active: v1", "active: ../x")).unwrap_err();
         assert!(bad[0].to_string().contains("not a version name"));

@@ -45,6 +45,12 @@ impl<'a> Context<'a> {
     pub fn previous(&self) -> Option<(Intent, &'a str)> {
         Some((*self.recent.first()?, self.previous_text?))
     }
+
+    /// The dialogue's topic: the newest request among the recent turns
+    /// ([`Intent::is_request`]), which a follow-up most often goes on with.
+    pub fn topic(&self) -> Option<Intent> {
+        self.recent.iter().copied().find(|i| i.is_request())
+    }
 }
 
 pub struct ContextRules {

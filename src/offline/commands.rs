@@ -36,7 +36,8 @@ pub fn run(dir: &Path, command: Command) -> Result<(), Failure> {
             with_model,
             real: true,
             chat: Some(chat),
-        } => eval_real_dialogues(dir, &file, &chat, with_model),
+            trace,
+        } => eval_real_dialogues(dir, &file, &chat, with_model, trace.as_deref()),
         Command::EvalDialogues {
             file, with_model, ..
         } => eval_dialogues(dir, &file, with_model),
@@ -173,12 +174,25 @@ fn eval_real_dialogues(
     labels: &Path,
     chat: &Path,
     with_model: bool,
+    trace: Option<&Path>,
 ) -> Result<(), Failure> {
     let decider = Decider::open(dir, with_model)?;
     let run = || -> anyhow::Result<real_dialogues::Report> {
         let chat = real_dialogues::read_chat(chat)?;
         let labels = real_dialogues::read_labels(labels)?;
-        real_dialogues::run(&decider, &chat, &labels)
+        let mut trace = match trace {
+            Some(path) => Some(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            )),
+            None => None,
+        };
+        let sink = trace.as_mut().map(|w| w as &mut dyn Write);
+        let report = real_dialogues::run(&decider, &chat, &labels, sink)?;
+        if let Some(mut w) = trace {
+            w.flush()?;
+        }
+        Ok(report)
     };
     let report = run().map_err(|e| e.context("eval-dialogues --real"))?;
     print!("{report}");

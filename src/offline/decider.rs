@@ -83,8 +83,11 @@ impl Decider {
                 decision,
                 by_context,
             } => (answer, decision, by_context),
-            Step::Model { decision, input } => {
-                let in_context = input.previous.is_some();
+            Step::Model {
+                decision,
+                input,
+                reading,
+            } => {
                 let prediction = self.model.as_ref().map(|m| m.classify_blocking(input));
                 let prediction = match prediction {
                     Some(Ok(p)) => Some(p),
@@ -97,7 +100,7 @@ impl Decider {
                 let (answer, _) = self.pipeline.after_model(
                     &decision,
                     text,
-                    in_context,
+                    reading,
                     prediction.as_ref(),
                     &self.model_config,
                     slots,

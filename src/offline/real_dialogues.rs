@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -141,11 +142,12 @@ pub struct Report {
     reasons: BTreeMap<&'static str, usize>,
 }
 
-/// Score `labels` (turns of `chat`) with `decider`.
+/// Score `labels` (turns of `chat`) with `decider`; every turn goes to `trace` when given.
 pub fn run(
     decider: &Decider,
     chat: &HashMap<String, Vec<String>>,
     labels: &[LabelledSession],
+    mut trace: Option<&mut dyn Write>,
 ) -> anyhow::Result<Report> {
     let mut report = Report::default();
     for (session, turns) in labels {
@@ -182,6 +184,18 @@ pub fn run(
             }
             if edge {
                 report.edge_precision_all.add(right);
+            }
+            if let Some(w) = trace.as_mut() {
+                let reason = answer.handoff.map_or("-", |h| h.as_str());
+                writeln!(
+                    w,
+                    "{session}\t{k}\t{}\t{want}\t{}\t{:?}\t{:.3}\t{reason}\t{}",
+                    kind.as_str(),
+                    answer.intent,
+                    answer.source,
+                    answer.confidence,
+                    text.replace(['\t', '\n'], " ")
+                )?;
             }
             let (intent, handed) = (answer.intent, answer.handoff.is_some());
             let turn = Turn {

@@ -234,15 +234,18 @@ impl KefuProxy {
                 }
                 answer
             }
-            Step::Model { decision, input } => {
+            Step::Model {
+                decision,
+                input,
+                reading,
+            } => {
                 let model = &snap.config.model;
-                let in_context = input.previous.is_some();
                 match self.model.classify(&request.user_id, input).await {
                     Ok((prediction, served)) => {
                         let (answer, verdict) = pipeline.after_model(
                             &decision,
                             &request.text,
-                            in_context,
+                            reading,
                             Some(&prediction),
                             model,
                             turn.slots,
@@ -257,14 +260,7 @@ impl KefuProxy {
                             log::warn!("model stage: {e}; handed to a person");
                         }
                         pipeline
-                            .after_model(
-                                &decision,
-                                &request.text,
-                                in_context,
-                                None,
-                                model,
-                                turn.slots,
-                            )
+                            .after_model(&decision, &request.text, reading, None, model, turn.slots)
                             .0
                     }
                 }
