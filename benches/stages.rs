@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use kefu_edge::api::{self, Limits};
 use kefu_edge::config::Config;
+use kefu_edge::limits::LimitMetrics;
 use kefu_edge::state::Snapshot;
 
 mod common;
@@ -63,7 +64,7 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/conf"));
     let config = Config::load(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let snap = Snapshot::build(config, 1, None).expect("snapshot");
+    let snap = Snapshot::build(config, 1, None, &LimitMetrics::unregistered()).expect("snapshot");
     let msgs = messages();
     let bodies: Vec<Vec<u8>> = msgs
         .iter()

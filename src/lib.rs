@@ -27,6 +27,7 @@ pub mod offline;
 pub mod pipeline;
 pub mod post;
 pub mod proxy;
+pub mod redis_link;
 pub mod router;
 pub mod rules;
 pub mod server;

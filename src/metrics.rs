@@ -10,6 +10,7 @@ use prometheus::{
 };
 
 use crate::intent::Intent;
+use crate::limits::LimitMetrics;
 use crate::model::BatchMetrics;
 use crate::pipeline::{Handoff, Source};
 
@@ -50,6 +51,8 @@ pub struct Metrics {
     shadow: IntCounterVec,
     /// The batcher's histograms (batch size, inference and queue time).
     pub model_batch: BatchMetrics,
+    /// The shared rate limits' counters and breaker state.
+    pub limits: LimitMetrics,
     dialog_errors: IntCounterVec,
     dialog_seconds: HistogramVec,
     follow_ups: IntCounterVec,
@@ -185,6 +188,22 @@ impl Metrics {
                 &["intent", "agree", "version"],
             )?,
             model_batch,
+            limits: LimitMetrics {
+                shared_checks: counter_vec(
+                    "kefu_limits_shared_checks_total",
+                    "Checks of shared buckets answered by Redis, by result (allowed, limited, error)",
+                    &["result"],
+                )?,
+                fallbacks: counter_vec(
+                    "kefu_limits_local_fallbacks_total",
+                    "Checks of shared buckets answered by their local fallback (Redis failed, slow or not connected; breaker open), by result",
+                    &["result"],
+                )?,
+                breaker_state: gauge(
+                    "kefu_limits_breaker_state",
+                    "The shared limits' circuit breaker: 0 closed, 1 open, 2 half-open",
+                )?,
+            },
             requests,
             latency,
             answers,

@@ -18,6 +18,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::cli::{Cli, Failure, load_config};
 use crate::config::{ModelConfig, ServerConfig};
+use crate::limits::LimitMetrics;
 use crate::metrics::Metrics;
 use crate::model::{BatchMetrics, ModelStage};
 use crate::proxy::KefuProxy;
@@ -31,7 +32,8 @@ pub fn check(dir: &Path) -> Result<(), Failure> {
     if let Err(e) = ModelStage::start(&config.model, BatchMetrics::unregistered()) {
         return Err(anyhow::anyhow!("{}: model stage: {e}", dir.display()).into());
     }
-    Snapshot::build(config, 1, None).map_err(|e| e.context(dir.display().to_string()))?;
+    Snapshot::build(config, 1, None, &LimitMetrics::unregistered())
+        .map_err(|e| e.context(dir.display().to_string()))?;
     println!("kefu-edge: configuration ok ({})", dir.display());
     Ok(())
 }
@@ -61,8 +63,8 @@ pub fn serve(cli: &Cli, hangup: HangupPipe) -> Result<(), Failure> {
             return Err(anyhow::anyhow!("{}: model stage: {e}", cli.conf.display()).into());
         }
     };
-    let snapshot =
-        Snapshot::build(config, 1, None).map_err(|e| e.context(cli.conf.display().to_string()))?;
+    let snapshot = Snapshot::build(config, 1, None, &metrics.limits)
+        .map_err(|e| e.context(cli.conf.display().to_string()))?;
     // Pingora retries a busy port for 30 s, then its listener thread panics and the process
     // lives on without that listener. Fail at once instead, like nginx, so a supervisor sees
     // it. (With -u the ports are busy by design: the old process hands them over.)

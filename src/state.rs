@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::config::{Config, ConfigErrors};
 use crate::dialog::Dialog;
 use crate::edge::EdgeFilter;
-use crate::limits::Limiters;
+use crate::limits::{LimitMetrics, Limiters};
 use crate::metrics::Metrics;
 use crate::model::ModelStage;
 use crate::pipeline::Pipeline;
@@ -39,10 +39,11 @@ impl Snapshot {
         config: Config,
         generation: u64,
         previous: Option<&Snapshot>,
+        limit_metrics: &LimitMetrics,
     ) -> anyhow::Result<Snapshot> {
         let limits = match previous {
             Some(p) if p.config.limits == config.limits => Arc::clone(&p.limits),
-            _ => Arc::new(Limiters::new(&config.limits)),
+            _ => Arc::new(Limiters::new(&config.limits, limit_metrics.clone())?),
         };
         Ok(Snapshot {
             generation,
@@ -130,7 +131,7 @@ impl Reloader {
                         "model.yaml: runtime.library changed; ONNX Runtime is loaded once, the new library is used after a restart"
                     );
                 }
-                Snapshot::build(config, generation, Some(&previous)).map_err(|e| vec![format!("{e:#}")])
+                Snapshot::build(config, generation, Some(&previous), &self.metrics.limits).map_err(|e| vec![format!("{e:#}")])
             });
         let at = Timestamp::now().to_string();
         match result {

@@ -28,7 +28,7 @@ pub use dialog::{
 };
 pub use edge::{EdgeConfig, IpDefault, RealIpConfig, RealIpHeader, UserAgentConfig};
 pub use intents::{AnswerPolicy, ConversationConfig, IntentRules, IntentsConfig};
-pub use limits::{BucketConfig, LimitsConfig};
+pub use limits::{BreakerConfig, BucketConfig, LimitsConfig, SharedLimitsConfig};
 pub use model::{
     AnswerUpstream, BatchConfig, ModelConfig, ModelGate, ORT_DYLIB_ENV, Provider, RuntimeConfig,
     ShadowConfig,

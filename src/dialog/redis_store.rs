@@ -13,43 +13,23 @@
 //! while the sleeps stay within `retry_budget`; a timed-out attempt is not retried). The cluster client retries redirections and reconnects itself;
 //! its retry waits are set from the same budget.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionLike;
 use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, RetryMethod, Value};
 
 use super::store::{DialogStore, StoreError, latest_key, state_key};
 use super::{DialogState, LatestTurn, StateError};
 use crate::config::{ClusterConfig, RedisConfig, RedisOptions, StoreKind};
 use crate::intent::Intent;
-
-/// After a failed connect, requests answer "unavailable" at once for this long instead of
-/// each trying again (the store is retried by the first request after it).
-const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
-
-#[derive(Clone)]
-enum Conn {
-    Standalone(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-enum Target {
-    Standalone(redis::Client),
-    Cluster(Box<redis::cluster::ClusterClient>),
-}
+use crate::redis_link::{RedisLink, Target};
 
 pub struct RedisStore {
-    target: Target,
+    link: RedisLink,
     opts: RedisOptions,
     ttl_ms: u64,
-    conn: ArcSwapOption<Conn>,
-    /// Held while connecting; the instant of the last failed attempt.
-    connecting: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// The longest one attempt may take: the command timeout, plus the `WAIT` of a save.
@@ -96,60 +76,9 @@ impl RedisStore {
 
     fn new(target: Target, opts: &RedisOptions, ttl: Duration) -> RedisStore {
         RedisStore {
-            target,
+            link: RedisLink::new(target, opts.connect_timeout, attempt_timeout(opts)),
             opts: opts.clone(),
             ttl_ms: ttl_ms(ttl),
-            conn: ArcSwapOption::empty(),
-            connecting: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    /// The connection, made on first use (inside the server's runtime: the clients spawn
-    /// their driver tasks there) and kept; a failed connect is retried after a pause.
-    async fn connection(&self) -> Result<Conn, StoreError> {
-        if let Some(c) = self.conn.load_full() {
-            return Ok((*c).clone());
-        }
-        let Ok(mut last_failure) = self.connecting.try_lock() else {
-            return Err(unavailable("connecting"));
-        };
-        if let Some(c) = self.conn.load_full() {
-            return Ok((*c).clone());
-        }
-        if last_failure.is_some_and(|t| t.elapsed() < RECONNECT_PAUSE) {
-            return Err(unavailable("not connected (retrying shortly)"));
-        }
-        let connect = async {
-            match &self.target {
-                Target::Standalone(client) => {
-                    let cfg = ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(self.opts.connect_timeout))
-                        .set_response_timeout(Some(attempt_timeout(&self.opts)))
-                        .set_number_of_retries(2)
-                        .set_min_delay(Duration::from_millis(10))
-                        .set_max_delay(Duration::from_millis(500));
-                    ConnectionManager::new_with_config(client.clone(), cfg)
-                        .await
-                        .map(Conn::Standalone)
-                }
-                Target::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
-            }
-        };
-        let outcome = tokio::time::timeout(self.opts.connect_timeout * 2, connect).await;
-        match outcome {
-            Ok(Ok(conn)) => {
-                *last_failure = None;
-                self.conn.store(Some(Arc::new(conn.clone())));
-                Ok(conn)
-            }
-            Ok(Err(e)) => {
-                *last_failure = Some(Instant::now());
-                Err(unavailable(e))
-            }
-            Err(_) => {
-                *last_failure = Some(Instant::now());
-                Err(unavailable("connect timed out"))
-            }
         }
     }
 
@@ -158,13 +87,8 @@ impl RedisStore {
         let mut slept = Duration::ZERO;
         let mut backoff = Duration::from_millis(1);
         loop {
-            let mut conn = self.connection().await?;
-            let attempt = async {
-                match &mut conn {
-                    Conn::Standalone(c) => c.req_packed_commands(pipe, 0, pipe.len()).await,
-                    Conn::Cluster(c) => c.req_packed_commands(pipe, 0, pipe.len()).await,
-                }
-            };
+            let mut conn = self.link.connection().await.map_err(unavailable)?;
+            let attempt = conn.req_packed_commands(pipe, 0, pipe.len());
             let error = match tokio::time::timeout(limit, attempt).await {
                 Ok(Ok(values)) => {
                     return match server_error(&values) {
@@ -222,9 +146,10 @@ fn server_error(values: &[Value]) -> Option<StoreError> {
 #[async_trait]
 impl DialogStore for RedisStore {
     fn kind(&self) -> StoreKind {
-        match self.target {
-            Target::Standalone(_) => StoreKind::Redis,
-            Target::Cluster(_) => StoreKind::Cluster,
+        if self.link.is_cluster() {
+            StoreKind::Cluster
+        } else {
+            StoreKind::Redis
         }
     }
 

@@ -1,15 +1,26 @@
-//! Local token buckets: one for the whole node, one per client address, one per `user_id`.
+//! Token buckets: one for the whole node, one per client address, one per `user_id`.
 //!
-//! The bucket arithmetic is governor's GCRA (one atomic or one short critical section per
-//! check); keyed buckets live in a [`BoundedStore`] so memory is fixed by configuration.
-//! Limits shared across nodes (Redis) will sit beside these, not replace them.
+//! Local buckets are governor's GCRA (one atomic or one short critical section per check);
+//! keyed buckets live in a [`BoundedStore`] so memory is fixed by configuration.
+//!
+//! A bucket with `shared: true` is also kept in Redis ([`shared`]), one bucket for every
+//! node and for an OpenResty tier running `lua-compat/`. Its local bucket, with the same
+//! quota, is checked first: it counts only this node's requests, so when it refuses the
+//! shared one would too, and a client far over its limit costs no round trip. Then the
+//! request's shared buckets are checked in one call. When Redis fails or is slow, the
+//! [`Breaker`] opens and the shared buckets fall back to local ones with `rate / nodes` and
+//! `burst / nodes` until a probe succeeds.
 
 mod bounded_store;
+mod breaker;
+mod shared;
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
+
+use prometheus::{IntCounterVec, IntGauge, Opts};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
@@ -17,10 +28,13 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{NotUntil, Quota, RateLimiter};
 
 pub use bounded_store::BoundedStore;
+pub use breaker::{Admit, Breaker, BreakerState};
+pub use shared::{GCRA_SCRIPT, Outcome, RedisBuckets, SharedBucket, SharedError};
 
-use crate::config::{BucketConfig, LimitsConfig};
+use crate::config::{BucketConfig, LimitsConfig, SharedLimitsConfig};
 
 type Instant = <DefaultClock as Clock>::Instant;
+type WallInstant = std::time::Instant;
 type Direct = RateLimiter<NotKeyed, InMemoryState, DefaultClock, NoOpMiddleware<Instant>>;
 type Keyed<K> = RateLimiter<K, BoundedStore<K>, DefaultClock, NoOpMiddleware<Instant>>;
 
@@ -57,47 +71,149 @@ impl Limited {
     }
 }
 
-/// The buckets of one `limits.yaml`. Kept across reloads that do not change it, so counts
-/// survive a SIGHUP.
-pub struct Limiters {
-    clock: DefaultClock,
+/// What the shared limits report (prometheus handles; unregistered ones in tests).
+#[derive(Clone)]
+pub struct LimitMetrics {
+    /// Redis checks by result: allowed, limited, error.
+    pub shared_checks: IntCounterVec,
+    /// Checks of shared buckets answered by their local fallback, by result.
+    pub fallbacks: IntCounterVec,
+    /// The breaker: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: IntGauge,
+}
+
+impl LimitMetrics {
+    pub fn unregistered() -> LimitMetrics {
+        let vec = |name: &str| {
+            IntCounterVec::new(Opts::new(name, name), &["result"])
+                .unwrap_or_else(|_| unreachable!("static counter options are valid"))
+        };
+        LimitMetrics {
+            shared_checks: vec("shared_checks"),
+            fallbacks: vec("fallbacks"),
+            breaker_state: IntGauge::new("breaker_state", "breaker_state")
+                .unwrap_or_else(|_| unreachable!("static gauge options are valid")),
+        }
+    }
+}
+
+/// The local buckets of one set of quotas.
+struct Local {
     global: Option<Direct>,
     per_ip: Option<Keyed<IpAddr>>,
     /// Keyed by a hash of the user id, so a check needs no owned string.
     per_user: Option<Keyed<u64>>,
+}
+
+impl Local {
+    /// Buckets for the configured quotas, each divided by `nodes`; only those `pick` keeps.
+    fn new(
+        cfg: &LimitsConfig,
+        nodes: u32,
+        pick: fn(&BucketConfig) -> bool,
+        clock: &DefaultClock,
+    ) -> Local {
+        fn keyed<K: std::hash::Hash + Eq + Clone>(
+            b: &BucketConfig,
+            nodes: u32,
+            max_keys: usize,
+            clock: &DefaultClock,
+        ) -> Keyed<K> {
+            RateLimiter::new(quota(b, nodes), BoundedStore::new(max_keys), clock.clone())
+        }
+        let max = cfg.max_tracked_keys;
+        Local {
+            global: cfg
+                .global
+                .as_ref()
+                .filter(|b| pick(b))
+                .map(|b| RateLimiter::direct_with_clock(quota(b, nodes), clock.clone())),
+            per_ip: cfg
+                .per_ip
+                .as_ref()
+                .filter(|b| pick(b))
+                .map(|b| keyed(b, nodes, max, clock)),
+            per_user: cfg
+                .per_user
+                .as_ref()
+                .filter(|b| pick(b))
+                .map(|b| keyed(b, nodes, max, clock)),
+        }
+    }
+}
+
+/// The shared buckets: Redis, its breaker, and the local fallbacks.
+struct Shared {
+    redis: RedisBuckets,
+    breaker: Breaker,
+    fallback: Local,
+    /// The script's quota (emission interval in µs, burst) of each shared bucket.
+    global: Option<(u64, u32)>,
+    per_ip: Option<(u64, u32)>,
+    per_user: Option<(u64, u32)>,
+    metrics: LimitMetrics,
+}
+
+/// The buckets of one `limits.yaml`. Kept across reloads that do not change it, so counts
+/// (and the Redis connection) survive a SIGHUP.
+pub struct Limiters {
+    clock: DefaultClock,
+    /// Every configured bucket; for a shared one, the pre-check.
+    local: Local,
+    shared: Option<Shared>,
     user_hasher: RandomState,
 }
 
-fn quota(b: &BucketConfig) -> Quota {
-    let burst = NonZeroU32::new(b.burst).unwrap_or(NonZeroU32::MIN);
+/// The quota of `b`, with rate and burst divided by `nodes` (at least one token).
+fn quota(b: &BucketConfig, nodes: u32) -> Quota {
+    let burst = NonZeroU32::new(b.burst / nodes.max(1)).unwrap_or(NonZeroU32::MIN);
     // A period of zero is impossible (rate >= 1 per >= 1 s), but fall back to 1 ns rather
     // than panic if it ever were.
-    Quota::with_period(b.rate.period())
+    Quota::with_period(b.rate.period() * nodes.max(1))
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
         .allow_burst(burst)
 }
 
+/// The script's quota of a shared bucket.
+fn script_quota(b: &Option<BucketConfig>) -> Option<(u64, u32)> {
+    let b = b.as_ref().filter(|b| b.shared)?;
+    let interval = u64::try_from(b.rate.period().as_micros()).unwrap_or(u64::MAX);
+    Some((interval.max(1), b.burst))
+}
+
 impl Limiters {
-    pub fn new(cfg: &LimitsConfig) -> Limiters {
+    pub fn new(cfg: &LimitsConfig, metrics: LimitMetrics) -> anyhow::Result<Limiters> {
         let clock = DefaultClock::default();
-        fn keyed<K: std::hash::Hash>(
-            b: &BucketConfig,
-            max_keys: usize,
-            clock: &DefaultClock,
-        ) -> Keyed<K> {
-            RateLimiter::new(quota(b), BoundedStore::new(max_keys), clock.clone())
-        }
-        let max = cfg.max_tracked_keys;
-        Limiters {
-            global: cfg
-                .global
-                .as_ref()
-                .map(|b| RateLimiter::direct_with_clock(quota(b), clock.clone())),
-            per_ip: cfg.per_ip.as_ref().map(|b| keyed(b, max, &clock)),
-            per_user: cfg.per_user.as_ref().map(|b| keyed(b, max, &clock)),
+        let shared = match &cfg.shared {
+            Some(s) => Some(Self::shared(cfg, s, metrics, &clock)?),
+            None => None,
+        };
+        Ok(Limiters {
+            local: Local::new(cfg, 1, |_| true, &clock),
+            shared,
             user_hasher: RandomState::new(),
             clock,
-        }
+        })
+    }
+
+    fn shared(
+        cfg: &LimitsConfig,
+        s: &SharedLimitsConfig,
+        metrics: LimitMetrics,
+        clock: &DefaultClock,
+    ) -> anyhow::Result<Shared> {
+        let redis =
+            RedisBuckets::new(s).map_err(|e| anyhow::anyhow!("limits.yaml: shared: {e}"))?;
+        metrics.breaker_state.set(BreakerState::Closed as i64);
+        Ok(Shared {
+            redis,
+            breaker: Breaker::new(&s.breaker),
+            fallback: Local::new(cfg, s.nodes, |b| b.shared, clock),
+            global: script_quota(&cfg.global),
+            per_ip: script_quota(&cfg.per_ip),
+            per_user: script_quota(&cfg.per_user),
+            metrics,
+        })
     }
 
     fn refused(&self, kind: LimitKind, not_until: NotUntil<Instant>) -> Limited {
@@ -107,25 +223,118 @@ impl Limiters {
         }
     }
 
-    /// The node-wide and per-address buckets, checked for every request.
+    /// The node-wide and per-address buckets, checked locally for every request.
     pub fn check_client(&self, ip: IpAddr) -> Result<(), Limited> {
-        if let Some(l) = &self.global {
+        self.check_local_client(&self.local, ip)
+    }
+
+    /// The per-user bucket, checked locally once the chat body names the user.
+    pub fn check_user(&self, user_id: &str) -> Result<(), Limited> {
+        self.check_local_user(&self.local, user_id)
+    }
+
+    fn check_local_client(&self, local: &Local, ip: IpAddr) -> Result<(), Limited> {
+        if let Some(l) = &local.global {
             l.check().map_err(|n| self.refused(LimitKind::Global, n))?;
         }
-        if let Some(l) = &self.per_ip {
+        if let Some(l) = &local.per_ip {
             l.check_key(&ip.to_canonical())
                 .map_err(|n| self.refused(LimitKind::ClientIp, n))?;
         }
         Ok(())
     }
 
-    /// The per-user bucket, checked once the chat body names the user.
-    pub fn check_user(&self, user_id: &str) -> Result<(), Limited> {
-        if let Some(l) = &self.per_user {
+    fn check_local_user(&self, local: &Local, user_id: &str) -> Result<(), Limited> {
+        if let Some(l) = &local.per_user {
             l.check_key(&self.user_hasher.hash_one(user_id))
                 .map_err(|n| self.refused(LimitKind::User, n))?;
         }
         Ok(())
+    }
+
+    /// Whether any bucket is shared.
+    pub fn has_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The shared buckets of a request (after its local checks passed): the node-wide and
+    /// per-address ones, and the per-user one when `user_id` is given, in one Redis call.
+    /// Without an answer in time, their local fallbacks decide.
+    pub async fn check_shared(&self, ip: IpAddr, user_id: Option<&str>) -> Result<(), Limited> {
+        let Some(sh) = &self.shared else {
+            return Ok(());
+        };
+        let ip_text = ip.to_canonical().to_string();
+        let bucket = |kind, key, (interval_us, burst)| SharedBucket {
+            kind,
+            key,
+            interval_us,
+            burst,
+        };
+        let buckets: Vec<SharedBucket<'_>> = [
+            sh.global.map(|q| bucket(LimitKind::Global, "all", q)),
+            sh.per_ip.map(|q| bucket(LimitKind::ClientIp, &ip_text, q)),
+            user_id.and_then(|u| sh.per_user.map(|q| bucket(LimitKind::User, u, q))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let now = WallInstant::now();
+        let admit = sh.breaker.admit(now);
+        if admit != Admit::Fallback {
+            match sh.redis.check(&buckets).await {
+                Ok(outcome) => {
+                    if admit == Admit::Probe {
+                        log::info!("shared limits: Redis answers again; breaker closed");
+                    }
+                    sh.breaker.success();
+                    sh.metrics.breaker_state.set(BreakerState::Closed as i64);
+                    return match outcome {
+                        Outcome::Allowed => {
+                            sh.metrics
+                                .shared_checks
+                                .with_label_values(&["allowed"])
+                                .inc();
+                            Ok(())
+                        }
+                        Outcome::Limited { kind, retry_after } => {
+                            sh.metrics
+                                .shared_checks
+                                .with_label_values(&["limited"])
+                                .inc();
+                            Err(Limited { kind, retry_after })
+                        }
+                    };
+                }
+                // No connection yet: no time was lost, and the breaker is not told.
+                Err(SharedError::NotConnected) => {}
+                Err(SharedError::Failed(why)) => {
+                    sh.metrics.shared_checks.with_label_values(&["error"]).inc();
+                    if sh.breaker.failure(now, admit == Admit::Probe) {
+                        log::warn!(
+                            "shared limits: Redis failed ({why}); local buckets until it answers again"
+                        );
+                    }
+                    sh.metrics.breaker_state.set(sh.breaker.state(now) as i64);
+                }
+            }
+        }
+        let verdict = self
+            .check_local_client(&sh.fallback, ip)
+            .and_then(|()| match user_id {
+                Some(u) => self.check_local_user(&sh.fallback, u),
+                None => Ok(()),
+            });
+        let result = if verdict.is_ok() {
+            "allowed"
+        } else {
+            "limited"
+        };
+        sh.metrics.fallbacks.with_label_values(&[result]).inc();
+        verdict
     }
 }
 
@@ -141,12 +350,17 @@ mod tests {
             per_ip: parts.next().and_then(b),
             per_user: parts.next().and_then(b),
             max_tracked_keys: 1000,
+            shared: None,
         }
+    }
+
+    fn limiters(text: &str) -> Limiters {
+        Limiters::new(&cfg(text), LimitMetrics::unregistered()).unwrap()
     }
 
     #[test]
     fn per_ip_burst_then_refusal_with_retry_after() {
-        let l = Limiters::new(&cfg("-|{rate: 1r/m, burst: 2}|-"));
+        let l = limiters("-|{rate: 1r/m, burst: 2}|-");
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         assert!(l.check_client(a).is_ok());
@@ -162,7 +376,7 @@ mod tests {
 
     #[test]
     fn global_and_user_buckets() {
-        let l = Limiters::new(&cfg("{rate: 1r/h, burst: 3}|-|{rate: 1r/h, burst: 1}"));
+        let l = limiters("{rate: 1r/h, burst: 3}|-|{rate: 1r/h, burst: 1}");
         let ip: IpAddr = "::1".parse().unwrap();
         assert!(l.check_user("u1").is_ok());
         assert_eq!(l.check_user("u1").unwrap_err().kind, LimitKind::User);
@@ -175,11 +389,44 @@ mod tests {
 
     #[test]
     fn absent_buckets_do_not_limit() {
-        let l = Limiters::new(&cfg("-|-|-"));
+        let l = limiters("-|-|-");
         for i in 0..10_000 {
             assert!(l.check_client("1.1.1.1".parse().unwrap()).is_ok());
             assert!(l.check_user(if i % 2 == 0 { "a" } else { "b" }).is_ok());
         }
+    }
+
+    /// Redis out of reach: shared buckets answer from their fallback (burst / nodes) at
+    /// once, and local buckets are untouched by it.
+    #[tokio::test]
+    async fn shared_buckets_fall_back_to_their_node_share_without_redis() {
+        let mut c = cfg("-|{rate: 1r/h, burst: 9, shared: true}|{rate: 1r/h, burst: 5}");
+        c.shared = Some(SharedLimitsConfig {
+            redis: Some("redis://127.0.0.1:1".into()),
+            cluster: vec![],
+            timeout: Duration::from_millis(2),
+            connect_timeout: Duration::from_millis(50),
+            key_prefix: "kefu:test:".into(),
+            hash_tag: "rl".into(),
+            nodes: 3,
+            breaker: Default::default(),
+        });
+        let metrics = LimitMetrics::unregistered();
+        let l = Limiters::new(&c, metrics.clone()).unwrap();
+        assert!(l.has_shared());
+        let ip: IpAddr = "10.1.1.1".parse().unwrap();
+        let started = WallInstant::now();
+        let mut admitted = 0;
+        for _ in 0..10 {
+            if l.check_client(ip).is_ok() && l.check_shared(ip, Some("u")).await.is_ok() {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 3, "9 / 3 nodes");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(metrics.fallbacks.with_label_values(&["allowed"]).get(), 3);
+        // The per-user bucket is local: its own 5.
+        assert_eq!((0..10).filter(|_| l.check_user("u").is_ok()).count(), 5);
     }
 
     #[test]

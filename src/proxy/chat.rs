@@ -2,6 +2,7 @@
 //! the decision pipeline, the JSON answer. Everything the shopper gets back is either the
 //! answer or an [`ApiError`]; nothing here panics on input.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -90,7 +91,14 @@ impl KefuProxy {
                 return self.refuse(session, ctx, &e).await;
             }
         };
-        if let Err(limited) = snap.limits.check_user(&request.user_id) {
+        let ip = ctx.client.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.ip);
+        let limited = match snap.limits.check_user(&request.user_id) {
+            Ok(()) if snap.limits.has_shared() => {
+                snap.limits.check_shared(ip, Some(&request.user_id)).await
+            }
+            verdict => verdict,
+        };
+        if let Err(limited) = limited {
             self.metrics.limited(limited.kind.as_str());
             return self.refuse(session, ctx, &ApiError::from(limited)).await;
         }

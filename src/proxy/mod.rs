@@ -130,6 +130,14 @@ impl ProxyHttp for KefuProxy {
             self.metrics.limited(limited.kind.as_str());
             return self.refuse(session, ctx, &ApiError::from(limited)).await;
         }
+        // A chat request's shared buckets are checked with its user's, in one call.
+        if ctx.route == Route::Proxy
+            && snap.limits.has_shared()
+            && let Err(limited) = snap.limits.check_shared(client.ip, None).await
+        {
+            self.metrics.limited(limited.kind.as_str());
+            return self.refuse(session, ctx, &ApiError::from(limited)).await;
+        }
         match ctx.route {
             Route::Chat => self.serve_chat(session, ctx, &snap).await,
             Route::Proxy => {

@@ -1,0 +1,212 @@
+//! Buckets shared through Redis. One script call (`lua-compat/gcra.lua`, the same file the
+//! OpenResty module loads) checks every shared bucket of a request, all or nothing, with
+//! Redis's clock; `EVALSHA`, falling back to `EVAL` on `NOSCRIPT` (the `redis` crate's
+//! `Script`). A check never waits longer than the configured timeout, and never for a
+//! connect: without a connection the caller falls back at once while one is made.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::cluster::ClusterClientBuilder;
+
+use super::LimitKind;
+use crate::config::SharedLimitsConfig;
+use crate::redis_link::{RedisLink, Target};
+
+/// The bucket script both tiers run.
+pub const GCRA_SCRIPT: &str = include_str!("../../lua-compat/gcra.lua");
+
+/// One shared bucket of a request: which, its key (the client address or user id as
+/// text) and its quota.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedBucket<'a> {
+    pub kind: LimitKind,
+    pub key: &'a str,
+    pub interval_us: u64,
+    pub burst: u32,
+}
+
+/// Why Redis gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedError {
+    /// No connection yet (one is being made in the background): no time was lost.
+    NotConnected,
+    /// An error or a timeout, in one line.
+    Failed(String),
+}
+
+/// What Redis said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Limited {
+        kind: LimitKind,
+        retry_after: Duration,
+    },
+}
+
+pub struct RedisBuckets {
+    link: Arc<RedisLink>,
+    script: redis::Script,
+    timeout: Duration,
+    /// `<key_prefix>{<hash_tag>}:`.
+    key_base: String,
+}
+
+/// The key part of a bucket kind; the OpenResty module uses the same words.
+fn key_part(kind: LimitKind) -> &'static str {
+    match kind {
+        LimitKind::Global => "global",
+        LimitKind::ClientIp => "ip",
+        LimitKind::User => "user",
+    }
+}
+
+impl RedisBuckets {
+    pub fn new(cfg: &SharedLimitsConfig) -> Result<RedisBuckets, String> {
+        let target = match &cfg.redis {
+            Some(url) => {
+                Target::Standalone(redis::Client::open(url.as_str()).map_err(|e| e.to_string())?)
+            }
+            None => {
+                let client = ClusterClientBuilder::new(cfg.cluster.iter().map(String::as_str))
+                    // A redirection after a failover is followed once; the timeout bounds all.
+                    .retries(1)
+                    .connection_timeout(cfg.connect_timeout)
+                    .response_timeout(cfg.timeout)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                Target::Cluster(Box::new(client))
+            }
+        };
+        Ok(RedisBuckets {
+            link: Arc::new(RedisLink::new(target, cfg.connect_timeout, cfg.timeout)),
+            script: redis::Script::new(GCRA_SCRIPT),
+            timeout: cfg.timeout,
+            key_base: format!("{}{{{}}}:", cfg.key_prefix, cfg.hash_tag),
+        })
+    }
+
+    /// The Redis key of one bucket: `kefu:rl:{rl}:user:alice`.
+    pub fn key(&self, kind: LimitKind, key: &str) -> String {
+        format!("{}{}:{key}", self.key_base, key_part(kind))
+    }
+
+    /// Check `buckets` (at least one) in one script call.
+    pub async fn check(&self, buckets: &[SharedBucket<'_>]) -> Result<Outcome, SharedError> {
+        let mut conn = self
+            .link
+            .connection_now()
+            .map_err(|_| SharedError::NotConnected)?;
+        let mut call = self.script.prepare_invoke();
+        for b in buckets {
+            call.key(self.key(b.kind, b.key))
+                .arg(b.interval_us)
+                .arg(b.burst)
+                .arg(1);
+        }
+        let answer = tokio::time::timeout(
+            self.timeout,
+            call.invoke_async::<(i64, i64, i64, i64)>(&mut conn),
+        )
+        .await;
+        let (allowed, _remaining, retry_ms, refused_by) = match answer {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return Err(SharedError::Failed(e.to_string())),
+            Err(_) => {
+                let why = format!("no answer within {:?}", self.timeout);
+                return Err(SharedError::Failed(why));
+            }
+        };
+        if allowed == 1 {
+            return Ok(Outcome::Allowed);
+        }
+        let kind = usize::try_from(refused_by - 1)
+            .ok()
+            .and_then(|i| buckets.get(i))
+            .map_or(LimitKind::User, |b| b.kind);
+        Ok(Outcome::Limited {
+            kind,
+            retry_after: Duration::from_millis(u64::try_from(retry_ms).unwrap_or(0)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(url: &str) -> SharedLimitsConfig {
+        SharedLimitsConfig {
+            redis: Some(url.into()),
+            cluster: vec![],
+            timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_millis(500),
+            key_prefix: format!("kefu:test:{}:", std::process::id()),
+            hash_tag: "rl".into(),
+            nodes: 1,
+            breaker: Default::default(),
+        }
+    }
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let r = RedisBuckets::new(&cfg("redis://127.0.0.1:6379")).unwrap();
+        let k = r.key(LimitKind::ClientIp, "10.0.0.1");
+        assert!(k.ends_with("{rl}:ip:10.0.0.1"), "{k}");
+    }
+
+    /// Against the Redis on 127.0.0.1:6379 (the test suite's); skipped without one.
+    #[tokio::test]
+    async fn burst_then_refusal_across_two_buckets_all_or_nothing() {
+        if std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
+            eprintln!("skipped: no Redis on 127.0.0.1:6379");
+            return;
+        }
+        let r = RedisBuckets::new(&cfg("redis://127.0.0.1:6379")).unwrap();
+        let user = format!("u{}", std::process::id());
+        let ip = SharedBucket {
+            kind: LimitKind::ClientIp,
+            key: "10.9.9.9",
+            interval_us: 3_600_000_000,
+            burst: 100,
+        };
+        let per_user = SharedBucket {
+            kind: LimitKind::User,
+            key: &user,
+            interval_us: 3_600_000_000,
+            burst: 3,
+        };
+        // The first call connects in the background and is not answered.
+        let mut answers = Vec::new();
+        for _ in 0..200 {
+            match r.check(&[ip, per_user]).await {
+                Ok(o) => answers.push(o),
+                Err(_) if answers.is_empty() => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err(e) => panic!("{e:?}"),
+            }
+            if answers.len() == 5 {
+                break;
+            }
+        }
+        assert_eq!(answers[..3], [Outcome::Allowed; 3]);
+        let Outcome::Limited { kind, retry_after } = answers[3] else {
+            panic!("{answers:?}")
+        };
+        assert_eq!(kind, LimitKind::User);
+        assert!(retry_after > Duration::from_secs(3000), "{retry_after:?}");
+        // Refusals by the user bucket charged the address bucket nothing: 97 left of 100.
+        let mut left = 0;
+        while r.check(&[ip]).await.unwrap() == Outcome::Allowed {
+            left += 1;
+        }
+        assert_eq!(left, 97);
+        let mut conn = r.link.connection().await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(r.key(LimitKind::ClientIp, "10.9.9.9"))
+            .arg(r.key(LimitKind::User, &user))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
