@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing kefu-edge needs on a Debian/Ubuntu machine that has
 # Rust: cmake (pingora builds zlib-ng with it), a C compiler, curl (the smoke test),
+# with --test nginx and its Lua packages (the OpenResty tier of the shared-limits test),
 # redis-server and redis-cli (the dialogue tests start their own servers and a cluster; the
 # standalone tests use the Redis on 127.0.0.1:6379, which `setup.sh --test` starts if none
 # answers; the server's shipped default keeps dialogue state in memory and needs no Redis).
@@ -11,6 +12,14 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v curl >/dev/null || need+=(curl)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
+if [ "${1:-}" = --test ]; then
+    # The shared-limits test runs the OpenResty tier of lua-compat/demo (a real nginx + Lua).
+    command -v nginx >/dev/null || need+=(nginx-light)
+    [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
+    [ -f /usr/share/lua/5.1/resty/core.lua ] || need+=(lua-resty-core)
+    [ -f /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so ] || need+=(lua-cjson)
+    [ -f /usr/share/lua/5.1/nginx/redis.lua ] || need+=(lua-nginx-redis)
+fi
 if ((${#need[@]})); then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo
