@@ -111,6 +111,18 @@ pub enum Command {
         #[command(flatten)]
         params: TrainFlags,
     },
+    /// Translate an nginx/OpenResty configuration (following `include`) into a kefu-edge
+    /// configuration directory: the `-c` directory copied, with edge.yaml, limits.yaml,
+    /// upstreams.yaml and server.yaml's listeners from the nginx files; what was not
+    /// translated is listed with file:line and why (DIR/IMPORT.txt). The result is checked
+    /// like `-t`.
+    ImportNginx {
+        /// The main nginx.conf.
+        file: PathBuf,
+        /// Output directory.
+        #[arg(short = 'o', long = "out", default_value = "imported-conf")]
+        out: PathBuf,
+    },
     /// Write the router's training and validation splits, with the fast-path decision on
     /// each validation line, for the model pipeline in `models/` (which trains on exactly
     /// these splits).

@@ -22,6 +22,7 @@ pub mod edge;
 pub mod intent;
 pub mod limits;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod offline;
 pub mod pipeline;

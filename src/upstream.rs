@@ -7,13 +7,17 @@
 //! A stage of its own, below `state` (which builds the pools of each snapshot) and `proxy`
 //! (which sends requests to them), so neither has to import the other.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::FutureExt as _;
+
 use indexmap::IndexMap;
 use pingora::http::RequestHeader;
+use pingora::lb::discovery::Static;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
-use pingora::lb::{LoadBalancer, selection::RoundRobin};
+use pingora::lb::{Backend, Backends, LoadBalancer, selection::RoundRobin};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{HealthCheckKind, PoolConfig, UpstreamsConfig};
@@ -27,15 +31,34 @@ pub struct Pool {
 
 impl Pool {
     fn new(name: &str, config: &PoolConfig) -> anyhow::Result<Pool> {
-        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(config.servers.iter().copied())?;
+        // Weighted round robin over the configured servers (a fixed set: no discovery).
+        let backends = config
+            .servers
+            .iter()
+            .map(|s| {
+                let weight = usize::try_from(s.weight).unwrap_or(1);
+                Backend::new_with_weight(&s.addr.to_string(), weight)
+            })
+            .collect::<Result<BTreeSet<Backend>, _>>()?;
+        let mut lb =
+            LoadBalancer::<RoundRobin>::from_backends(Backends::new(Static::new(backends)));
+        lb.update()
+            .now_or_never()
+            .ok_or_else(|| anyhow::anyhow!("static discovery blocked"))??;
+        let failures = usize::try_from(config.health_check.failures).unwrap_or(1);
         let check: Box<dyn HealthCheck + Send + Sync> = match config.health_check.kind {
-            HealthCheckKind::Tcp => TcpHealthCheck::new(),
+            HealthCheckKind::Tcp => {
+                let mut hc = TcpHealthCheck::new();
+                hc.consecutive_failure = failures;
+                hc
+            }
             HealthCheckKind::Http => {
                 let mut hc = HttpHealthCheck::new(&config.health_check.host, false);
                 let mut req =
                     RequestHeader::build("GET", config.health_check.path.as_bytes(), None)?;
                 req.append_header("Host", config.health_check.host.as_str())?;
                 hc.req = req;
+                hc.consecutive_failure = failures;
                 Box::new(hc)
             }
         };

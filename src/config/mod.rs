@@ -36,7 +36,9 @@ pub use model::{
 pub use post::{CampaignConfig, PostConfig};
 pub use router::{QualityGate, RouterConfig};
 pub use server::{ChatApiConfig, ServerConfig};
-pub use upstreams::{HealthCheckConfig, HealthCheckKind, PoolConfig, RouteConfig, UpstreamsConfig};
+pub use upstreams::{
+    BackendConfig, HealthCheckConfig, HealthCheckKind, PoolConfig, RouteConfig, UpstreamsConfig,
+};
 
 use source::Source;
 

@@ -22,13 +22,21 @@ pub struct RawUpstreams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPool {
-    servers: Vec<SocketAddr>,
+    servers: Vec<RawServer>,
     #[serde(default)]
     health_check: RawHealthCheck,
     #[serde(default = "default_connect", with = "humantime_serde")]
     connect_timeout: Duration,
     #[serde(default = "default_read", with = "humantime_serde")]
     read_timeout: Duration,
+}
+
+/// `"10.0.0.1:80"`, or `{addr: "10.0.0.1:80", weight: 3}` (nginx's `server … weight=3`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawServer {
+    Addr(SocketAddr),
+    Weighted { addr: SocketAddr, weight: u32 },
 }
 
 #[derive(Deserialize)]
@@ -39,6 +47,7 @@ struct RawHealthCheck {
     host: String,
     #[serde(with = "humantime_serde")]
     interval: Duration,
+    failures: u32,
 }
 
 impl Default for RawHealthCheck {
@@ -48,6 +57,7 @@ impl Default for RawHealthCheck {
             path: "/".into(),
             host: "localhost".into(),
             interval: Duration::from_secs(5),
+            failures: 1,
         }
     }
 }
@@ -78,10 +88,17 @@ pub struct UpstreamsConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
-    pub servers: Vec<SocketAddr>,
+    pub servers: Vec<BackendConfig>,
     pub health_check: HealthCheckConfig,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+}
+
+/// One backend and its share of the pool's requests (weighted round robin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendConfig {
+    pub addr: SocketAddr,
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +107,9 @@ pub struct HealthCheckConfig {
     pub path: String,
     pub host: String,
     pub interval: Duration,
+    /// Failed checks in a row before a server is taken out (nginx's max_fails, counted on
+    /// health checks rather than requests).
+    pub failures: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -118,18 +138,36 @@ pub fn validate(raw: RawUpstreams, src: &Source) -> Result<UpstreamsConfig, Vec<
                 format!("pool `{name}`: health_check.path must start with `/`"),
             ));
         }
+        if p.health_check.failures == 0 {
+            errors.push(src.error_at(
+                &name,
+                format!("pool `{name}`: health_check.failures must be at least 1"),
+            ));
+        }
+        let servers: Vec<BackendConfig> = p
+            .servers
+            .iter()
+            .map(|s| match *s {
+                RawServer::Addr(addr) => BackendConfig { addr, weight: 1 },
+                RawServer::Weighted { addr, weight } => BackendConfig { addr, weight },
+            })
+            .collect();
+        if servers.iter().any(|s| s.weight == 0 || s.weight > 1000) {
+            errors.push(src.error_at(&name, format!("pool `{name}`: weights must be 1..=1000")));
+        }
         if p.connect_timeout.is_zero() || p.read_timeout.is_zero() {
             errors.push(src.error_at(&name, format!("pool `{name}`: timeouts must be above zero")));
         }
         pools.insert(
             name,
             PoolConfig {
-                servers: p.servers,
+                servers,
                 health_check: HealthCheckConfig {
                     kind: p.health_check.kind,
                     path: p.health_check.path,
                     host: p.health_check.host,
                     interval: p.health_check.interval,
+                    failures: p.health_check.failures,
                 },
                 connect_timeout: p.connect_timeout,
                 read_timeout: p.read_timeout,
@@ -175,6 +213,21 @@ mod tests {
         .unwrap();
         assert_eq!(c.routes[0].prefix, "/api/");
         assert_eq!(c.pools["web"].health_check.interval, Duration::from_secs(5));
+        assert_eq!(c.pools["web"].servers[0].weight, 1);
+    }
+
+    #[test]
+    fn servers_take_weights_and_checks_take_failures() {
+        let c = check(
+            "pools:\n  bot:\n    servers: ['127.0.0.1:1', {addr: '127.0.0.1:2', weight: 3}]\n    health_check: {failures: 2}\n",
+        )
+        .unwrap();
+        let weights: Vec<u32> = c.pools["bot"].servers.iter().map(|s| s.weight).collect();
+        assert_eq!(weights, [1, 3]);
+        assert_eq!(c.pools["bot"].health_check.failures, 2);
+        let e =
+            check("pools:\n  bot: {servers: [{addr: '127.0.0.1:2', weight: 0}]}\n").unwrap_err();
+        assert!(e[0].reason.contains("weights"), "{e:?}");
     }
 
     #[test]

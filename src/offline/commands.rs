@@ -63,6 +63,7 @@ pub fn run(dir: &Path, command: Command) -> Result<(), Failure> {
         }
         Command::AuditKeywords { data } => audit(dir, &data_only(data)),
         Command::ExportSplits { data, out } => export(dir, &data_only(data), &out),
+        Command::ImportNginx { file, out } => import_nginx(dir, &file, &out),
     }
 }
 
@@ -166,6 +167,15 @@ fn evaluate(dir: &Path, file: &Path, with_model: bool) -> Result<(), Failure> {
     }
     print!("{}", eval.report());
     Ok(())
+}
+
+/// `import-nginx`: translate, write, report, then check the result like `-t`.
+fn import_nginx(base: &Path, file: &Path, out: &Path) -> Result<(), Failure> {
+    let report = crate::migrate::import(file, base, out)
+        .map_err(|e| e.context(format!("import-nginx {}", file.display())))?;
+    print!("{report}");
+    println!("\nwrote {}", out.display());
+    crate::server::check(out)
 }
 
 /// `eval-dialogues --real`: answer real dialogues as the server does and score them.
