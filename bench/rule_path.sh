@@ -8,6 +8,13 @@
 #   ping     target/release/examples/ping: bare Pingora answering from request_filter, the
 #            ceiling of any Pingora service on this core. 127.0.0.1:8092.
 #   kefu     target/release/kefu-edge -c bench/conf. Chat on :8080, admin 127.0.0.1:9901.
+#   kefu_local  (SHARED=1 only) kefu-edge on bench/conf as it is, local buckets only.
+# SHARED=1: the per-address and per-user buckets are shared through a redis-server started
+# on 127.0.0.1:6390 (pinned to wrk's core): kefu-edge runs a copy of KEFU_CONF with
+# `shared: true` on both, and the nginx tier runs lua-compat/kefu_limit.lua on the same
+# buckets in access_by_lua. SERVERS defaults to "nginx kefu kefu_local", and the table adds
+# kefu with shared buckets against kefu_local (requests/s ratio, added p99).
+# SHARED_TIMEOUT_MS=50: both tiers' bound on one Redis check (see below).
 # The three run in interleaved rounds (the starting server rotates each round), so a build
 # or other noise that comes and goes hits all of them; the table shows medians over rounds
 # and the kefu/nginx ratio is also given as the median of per-round ratios.
@@ -59,7 +66,13 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-64}
+SHARED=${SHARED:-}
+if [[ -n $SHARED ]]; then SERVERS=${SERVERS:-"nginx kefu kefu_local"}; fi
 SERVERS=${SERVERS:-"nginx ping kefu"}
+REDIS_PORT=6390
+# Each tier's bound on one Redis check. On this 2-core box Redis shares wrk's saturated
+# core, so the product's 2 ms default would measure the local fallback, not Redis.
+SHARED_TIMEOUT_MS=${SHARED_TIMEOUT_MS:-50}
 SAMPLES=${SAMPLES:-$ROOT/tests/data/intent_samples.tsv}
 KEFU_CONF=${KEFU_CONF:-bench/conf}
 LOAD=${LOAD:-}
@@ -74,9 +87,11 @@ declare -A URL=(
     [nginx]=http://127.0.0.1:8090/v1/chat
     [ping]=http://127.0.0.1:8092/ping
     [kefu]=http://127.0.0.1:8080/v1/chat
+    [kefu_local]=http://127.0.0.1:8080/v1/chat
 )
-declare -A SCRIPT=([nginx]=bench/wrk/chat.lua [ping]=bench/wrk/ping.lua [kefu]=bench/wrk/chat.lua)
-declare -A PORTS=([nginx]="8090" [ping]="8092" [kefu]="8080 9901")
+declare -A SCRIPT=([nginx]=bench/wrk/chat.lua [ping]=bench/wrk/ping.lua [kefu]=bench/wrk/chat.lua
+                   [kefu_local]=bench/wrk/chat.lua)
+declare -A PORTS=([nginx]="8090" [ping]="8092" [kefu]="8080 9901" [kefu_local]="8080 9901")
 
 die() { echo "rule_path.sh: $*" >&2; exit 2; }
 say() { echo "== $*" >&2; }
@@ -86,7 +101,7 @@ within() { awk "BEGIN { r = ($1); exit !(r > 1 - $2 && r < 1 + $2) }"; }  # with
 
 # ------------------------------------------------------------------ preflight
 for s in $SERVERS; do
-    [[ -n ${URL[$s]:-} ]] || die "unknown server '$s' in SERVERS (known: nginx ping kefu)"
+    [[ -n ${URL[$s]:-} ]] || die "unknown server '$s' in SERVERS (known: nginx ping kefu kefu_local)"
 done
 has() { [[ " $SERVERS " == *" $1 "* ]]; }
 
@@ -100,6 +115,10 @@ if has nginx; then
              /usr/share/lua/5.1/resty/core.lua /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so; do
         [[ -e $f ]] || missing+=("$f")
     done
+fi
+if [[ -n $SHARED ]]; then
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    [[ -e /usr/share/lua/5.1/nginx/redis.lua || -e /usr/share/lua/5.1/resty/redis.lua ]] || missing+=(lua-nginx-redis)
 fi
 if ((${#missing[@]})); then
     die "missing: ${missing[*]}
@@ -150,12 +169,55 @@ if has nginx; then
         die "generating the Lua rules (${gen_args[*]}) failed"
     fi
     sed 's/^/   /' "$WORK/gen.log" >&2
+    if [[ -n $SHARED ]]; then
+        cp lua-compat/kefu_limit.lua lua-compat/gcra.lua "$WORK/gen/"
+        # The same quotas as kefu-edge's limits.yaml, on the same Redis keys.
+        python3 - "$KEFU_CONF/limits.yaml" "$WORK/gen" "$REDIS_PORT" "$SHARED_TIMEOUT_MS" >>"$WORK/gen/kefu_chat.conf" <<'PY'
+import sys, yaml
+limits, gen, port, timeout = yaml.safe_load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
+def quota(name):
+    b = limits[name]
+    n, per = b["rate"].split("r/")
+    us = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}[per] // int(n)
+    return "{interval_us = %d, burst = %d}" % (max(us, 1), b["burst"])
+print("access_by_lua_block {")
+print('    require("kefu_limit").access({script = "%s/gcra.lua", redis_port = %s, timeout_ms = %s,'
+      % (gen, port, timeout))
+print("        per_ip = %s, per_user = %s})" % (quota("per_ip"), quota("per_user")))
+print("}")
+PY
+    fi
     mkdir -p "$WORK/nginx"
     sed -e "s#@RUN_DIR@#$WORK/nginx#g" -e "s#@GEN_DIR@#$WORK/gen#g" \
         -e "s#@LUA_DIR@#$ROOT/bench/nginx#g" -e "s#@LISTEN@#$NGINX_ADDR#g" \
         -e "s#@CHAT_PATH@#/v1/chat#g" bench/nginx/nginx.conf.in >"$WORK/nginx/nginx.conf"
     nginx -t -q -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" \
         || die "nginx -t failed; see $WORK/nginx/error.log"
+fi
+
+# ------------------------------------------------------------------ shared buckets
+KEFU_RUN_CONF=$KEFU_CONF
+REDIS_PID=
+if [[ -n $SHARED ]]; then
+    ! port_busy "$REDIS_PORT" || die "port $REDIS_PORT (redis) is already in use"
+    taskset -c "$WRK_CORE" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
+        --appendonly no >"$WORK/redis.log" 2>&1 &
+    REDIS_PID=$!
+    trap 'kill "$REDIS_PID" 2>/dev/null || true' EXIT
+    for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    KEFU_RUN_CONF=$WORK/kefu-shared
+    cp -rL "$KEFU_CONF" "$KEFU_RUN_CONF"   # -L: bench/conf links some files to conf/
+    python3 - "$KEFU_RUN_CONF/limits.yaml" "$REDIS_PORT" "$SHARED_TIMEOUT_MS" <<'PY'
+import sys, yaml
+path, port, timeout = sys.argv[1], sys.argv[2], sys.argv[3]
+limits = yaml.safe_load(open(path))
+for name in ("per_ip", "per_user"):
+    limits[name]["shared"] = True
+limits["shared"] = {"redis": "redis://127.0.0.1:%s" % port, "timeout": "%sms" % timeout, "nodes": 1}
+yaml.safe_dump(limits, open(path, "w"))
+PY
+    # Relative paths of the copy (../models, the ONNX Runtime library) point back to the original.
+    for f in "$KEFU_RUN_CONF"/*.yaml; do sed -i "s#: \.\./#: $ROOT/$KEFU_CONF/../#" "$f"; done
 fi
 
 # ------------------------------------------------------------------ server control
@@ -169,7 +231,8 @@ start_server() {
     nginx) taskset -c "$SERVER_CORE" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
                -e "$WORK/nginx/error.log" >>"$log" 2>&1 & ;;
     ping)  taskset -c "$SERVER_CORE" "$PING_BIN" >>"$log" 2>&1 & ;;
-    kefu)  taskset -c "$SERVER_CORE" "$KEFU_BIN" -c "$KEFU_CONF" >>"$log" 2>&1 & ;;
+    kefu)  taskset -c "$SERVER_CORE" "$KEFU_BIN" -c "$KEFU_RUN_CONF" >>"$log" 2>&1 & ;;
+    kefu_local) taskset -c "$SERVER_CORE" "$KEFU_BIN" -c "$KEFU_CONF" >>"$log" 2>&1 & ;;
     esac
     SERVER_PID=$!
     SERVER_NAME=$s
@@ -184,7 +247,7 @@ probe_once() {
     local s=$1
     case $s in
     ping) curl -s -o /dev/null -w '%{http_code}' -A kefu-bench/1.0 "${URL[$s]}" ;;
-    kefu) local h
+    kefu | kefu_local) local h
           h=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9901/healthz) || true
           [[ $h == 200 ]] || { echo "healthz:$h"; return; }
           curl -s -o /dev/null -w '%{http_code}' -A kefu-bench/1.0 -H 'Content-Type: application/json' \
@@ -228,7 +291,7 @@ stop_server() {
     # Give the kernel a moment to release the listening port before the next start.
     sleep 0.3
 }
-trap 'stop_server' EXIT
+trap 'stop_server; [[ -z $REDIS_PID ]] || kill "$REDIS_PID" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ measuring
@@ -283,7 +346,7 @@ say "servers: $SERVERS; server on core $SERVER_CORE, wrk -t1 -c$CONNS on core $W
 say "work directory: $WORK"
 
 order=()
-for s in nginx ping kefu; do has "$s" && order+=("$s"); done
+for s in nginx ping kefu kefu_local; do has "$s" && order+=("$s"); done
 
 skip_max=
 if [[ -n $LOAD ]] && { ! has nginx || [[ -n ${MAX_NGINX:-} ]]; } && { ! has kefu || [[ -n ${MAX_KEFU:-} ]]; }; then
@@ -298,13 +361,20 @@ if [[ -z $skip_max ]]; then
             bg=$(background_busy)
             start_server "$s"
             wait_ready "$s"
-            if ((r == 1)) && [[ $s != ping ]]; then
+            if ((r == 1)) && [[ $s == nginx || $s == kefu ]]; then
                 python3 bench/probe_intents.py "${URL[$s]}" "$SAMPLES" "$WORK/probe.$s.tsv" --limit 2000 \
                     >"$WORK/probe.$s.txt" 2>&1 || true
                 say "$s $(tail -n 1 "$WORK/probe.$s.txt")"
             fi
             run_wrk "$s" "$WARMUP" "$WORK/warmup.$r.$s.txt"
             run_wrk "$s" "$DURATION" "$WORK/wrk.$r.$s.txt"
+            if [[ -n $SHARED && $s == kefu ]]; then
+                # How the shared buckets were answered: by Redis, or by the local fallback
+                # (Redis slower than the 2 ms timeout, breaker open).
+                curl -s http://127.0.0.1:9901/metrics | grep -E '^kefu_limits_(shared|local|breaker)' \
+                    >"$WORK/metrics.$r.kefu.txt" || true
+                say "round $r kefu shared buckets: $(tr '\n' ' ' <"$WORK/metrics.$r.kefu.txt")"
+            fi
             stop_server
             printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$s" "$W_rps" "$W_p50_us" "$W_p99_us" \
                 "$W_p999_us" "$W_max_us" "$W_non200" "$W_socket_errors" "$W_steal" "$bg" >>"$RESULTS"
@@ -331,6 +401,13 @@ if [[ -z $skip_max ]]; then
         per_round=$(paste <(col kefu rps) <(col nginx rps) | awk '{ printf "%.3f\n", $1/$2 }')
         printf 'kefu/nginx         %.2f  (median of per-round ratios %.2f; rounds: %s)   target >= 1.0, goal 1.1\n' \
             "$(calc "${MED[kefu]}/${MED[nginx]}")" "$(echo "$per_round" | median)" "$(echo $per_round)"
+    fi
+    if has kefu && has kefu_local; then
+        per_round=$(paste <(col kefu rps) <(col kefu_local rps) | awk '{ printf "%.3f\n", $1/$2 }')
+        printf 'kefu shared/local  %.2f  (median of per-round ratios %.2f; rounds: %s)   target >= 0.7\n' \
+            "$(calc "${MED[kefu]}/${MED[kefu_local]}")" "$(echo "$per_round" | median)" "$(echo $per_round)"
+        printf 'p99 added by the shared buckets: %.2f ms (median p99 shared - local)   target <= 1 ms\n' \
+            "$(calc "($(col kefu p99_us | median) - $(col kefu_local p99_us | median)) / 1000")"
     fi
     if has kefu && has ping; then
         per_round=$(paste <(col kefu rps) <(col ping rps) | awk '{ printf "%.3f\n", $1/$2 }')

@@ -6,6 +6,9 @@
 --   init_by_lua_block   { require("kefu_limit").init({script = "/path/to/gcra.lua"}) }
 --   access_by_lua_block { require("kefu_limit").access(opts) }
 --
+-- (or give `script = "/path/to/gcra.lua"` in opts, read once per worker at first use, where
+-- the configuration has an init_by_lua_block of its own)
+--
 -- opts: redis_host, redis_port, timeout_ms (default 2), pool_size (default 64),
 -- keepalive_ms (default 60000), key_prefix ("kefu:rl:"), hash_tag ("rl"),
 -- per_ip = {interval_us = <microseconds per request>, burst = n}, per_user = {...}: the
@@ -75,6 +78,9 @@ local function user_id()
 end
 
 function _M.access(opts)
+  if not sha then
+    _M.init({script = opts.script})
+  end
   local base = (opts.key_prefix or "kefu:rl:") .. "{" .. (opts.hash_tag or "rl") .. "}:"
   local keys, args, kinds = {}, {}, {}
   local function add(kind, part, key, q)
