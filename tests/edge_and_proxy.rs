@@ -140,15 +140,7 @@ fn token_buckets_answer_429_with_retry_after() {
             "request {i} within the burst"
         );
     }
-    let r = server.chat("alice", "在吗");
-    assert_eq!(r.status, 429);
-    let retry: u64 = r
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .unwrap();
-    assert!((1..=60).contains(&retry), "{retry}");
-    assert_eq!(r.json()["error"]["code"], "rate_limited");
+    assert_rate_limited(&server.chat("alice", "在吗"));
     // Another user has a bucket of their own ...
     assert_eq!(server.chat("bob", "在吗").status, 200);
     // ... until the per-address bucket (8) runs out for everyone on this address.

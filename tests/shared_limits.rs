@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::redis_env::{RedisCluster, RedisProcess};
-use common::{Conf, Response, Server, chat, free_port, get, metric_sum};
+use common::{Conf, Response, Server, assert_rate_limited, chat, free_port, get, metric_sum};
 
 /// The quotas of every test here: a user may send 10 requests, then one a minute, so
 /// "burst ± one refill" is exact within a test's run time.
@@ -73,16 +73,9 @@ fn assert_burst_then_refused(answers: &[Response], tiers: usize) {
         "the first {USER_BURST} are admitted: {codes:?}"
     );
     // Every tier answers 429 with Retry-After and the same JSON error after that.
-    for r in &answers[answers.len() - tiers..] {
-        assert_eq!(r.status, 429);
-        let retry: u64 = r
-            .header("retry-after")
-            .expect("Retry-After")
-            .parse()
-            .unwrap();
-        assert!((1..=60).contains(&retry), "{retry}");
-        assert_eq!(r.json()["error"]["code"], "rate_limited");
-    }
+    answers[answers.len() - tiers..]
+        .iter()
+        .for_each(assert_rate_limited);
 }
 
 /// The demo's files in a scratch copy whose limits.yaml has this test's quotas.

@@ -391,6 +391,18 @@ pub fn metric_sum(exposition: &str, name: &str, label: &str) -> u64 {
         .sum()
 }
 
+/// A 429 as every tier answers it: `Retry-After` in 1..=60 s and the `rate_limited` error.
+pub fn assert_rate_limited(r: &Response) {
+    assert_eq!(r.status, 429, "{}", r.text());
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(r.json()["error"]["code"], "rate_limited");
+}
+
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     request(
         addr,
