@@ -1,13 +1,13 @@
 //! Buckets shared through Redis. One script call (`lua-compat/gcra.lua`, the same file the
 //! OpenResty module loads) checks every shared bucket of a request, all or nothing, with
-//! Redis's clock; `EVALSHA`, falling back to `EVAL` on `NOSCRIPT` (the `redis` crate's
-//! `Script`). A check never waits longer than the configured timeout, and never for a
+//! Redis's clock; `EVALSHA`, falling back to `EVAL` on `NOSCRIPT`. A check never waits longer than the configured timeout, and never for a
 //! connect: without a connection the caller falls back at once while one is made.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::cluster::ClusterClientBuilder;
+use redis::{ErrorKind, ServerErrorKind};
 
 use super::LimitKind;
 use crate::config::SharedLimitsConfig;
@@ -47,7 +47,8 @@ pub enum Outcome {
 
 pub struct RedisBuckets {
     link: Arc<RedisLink>,
-    script: redis::Script,
+    /// SHA1 of [`GCRA_SCRIPT`], for EVALSHA.
+    sha: String,
     timeout: Duration,
     /// `<key_prefix>{<hash_tag>}:`.
     key_base: String,
@@ -81,7 +82,7 @@ impl RedisBuckets {
         };
         Ok(RedisBuckets {
             link: Arc::new(RedisLink::new(target, cfg.connect_timeout, cfg.timeout)),
-            script: redis::Script::new(GCRA_SCRIPT),
+            sha: redis::Script::new(GCRA_SCRIPT).get_hash().to_owned(),
             timeout: cfg.timeout,
             key_base: format!("{}{{{}}}:", cfg.key_prefix, cfg.hash_tag),
         })
@@ -98,18 +99,29 @@ impl RedisBuckets {
             .link
             .connection_now()
             .map_err(|_| SharedError::NotConnected)?;
-        let mut call = self.script.prepare_invoke();
-        for b in buckets {
-            call.key(self.key(b.kind, b.key))
-                .arg(b.interval_us)
-                .arg(b.burst)
-                .arg(1);
-        }
-        let answer = tokio::time::timeout(
-            self.timeout,
-            call.invoke_async::<(i64, i64, i64, i64)>(&mut conn),
-        )
-        .await;
+        // EVALSHA, and EVAL with the script's text when Redis does not know it (NOSCRIPT:
+        // a restarted or failed-over Redis), which also caches it there again.
+        let command = |verb: &str, script: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(script).arg(buckets.len());
+            for b in buckets {
+                cmd.arg(self.key(b.kind, b.key));
+            }
+            for b in buckets {
+                cmd.arg(b.interval_us).arg(b.burst).arg(1);
+            }
+            cmd
+        };
+        let call = async {
+            let evalsha = command("EVALSHA", &self.sha);
+            match evalsha.query_async::<(i64, i64, i64, i64)>(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    command("EVAL", GCRA_SCRIPT).query_async(&mut conn).await
+                }
+                answer => answer,
+            }
+        };
+        let answer = tokio::time::timeout(self.timeout, call).await;
         let (allowed, _remaining, retry_ms, refused_by) = match answer {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => return Err(SharedError::Failed(e.to_string())),
@@ -202,6 +214,16 @@ mod tests {
         }
         assert_eq!(left, 97);
         let mut conn = r.link.connection().await.unwrap();
+        // A Redis that lost its scripts (restart, failover): EVAL, and the bucket goes on.
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(matches!(
+            r.check(&[per_user]).await,
+            Ok(Outcome::Limited { .. })
+        ));
         let _: () = redis::cmd("DEL")
             .arg(r.key(LimitKind::ClientIp, "10.9.9.9"))
             .arg(r.key(LimitKind::User, &user))
