@@ -15,6 +15,7 @@
 # buckets in access_by_lua. SERVERS defaults to "nginx kefu kefu_local", and the table adds
 # kefu with shared buckets against kefu_local (requests/s ratio, added p99).
 # SHARED_TIMEOUT_MS=50: both tiers' bound on one Redis check (see below).
+# SHARED_UNIX=1: both tiers reach that Redis over a unix socket instead of loopback TCP.
 # The three run in interleaved rounds (the starting server rotates each round), so a build
 # or other noise that comes and goes hits all of them; the table shows medians over rounds
 # and the kefu/nginx ratio is also given as the median of per-round ratios.
@@ -73,6 +74,8 @@ REDIS_PORT=6390
 # Each tier's bound on one Redis check. On this 2-core box Redis shares wrk's saturated
 # core, so the product's 2 ms default would measure the local fallback, not Redis.
 SHARED_TIMEOUT_MS=${SHARED_TIMEOUT_MS:-50}
+# SHARED_UNIX=1: both tiers reach Redis over a unix socket instead of loopback TCP.
+SHARED_UNIX=${SHARED_UNIX:-}
 SAMPLES=${SAMPLES:-$ROOT/tests/data/intent_samples.tsv}
 KEFU_CONF=${KEFU_CONF:-bench/conf}
 LOAD=${LOAD:-}
@@ -181,8 +184,10 @@ def quota(name):
     us = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}[per] // int(n)
     return "{interval_us = %d, burst = %d}" % (max(us, 1), b["burst"])
 print("access_by_lua_block {")
-print('    require("kefu_limit").access({script = "%s/gcra.lua", redis_port = %s, timeout_ms = %s,'
-      % (gen, port, timeout))
+import os
+host = "unix:%s/redis.sock" % os.path.dirname(gen) if os.environ.get("SHARED_UNIX") else "127.0.0.1"
+print('    require("kefu_limit").access({script = "%s/gcra.lua", redis_host = "%s", redis_port = %s, timeout_ms = %s,'
+      % (gen, host, port, timeout))
 print("        per_ip = %s, per_user = %s})" % (quota("per_ip"), quota("per_user")))
 print("}")
 PY
@@ -201,7 +206,7 @@ REDIS_PID=
 if [[ -n $SHARED ]]; then
     ! port_busy "$REDIS_PORT" || die "port $REDIS_PORT (redis) is already in use"
     taskset -c "$WRK_CORE" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
-        --appendonly no >"$WORK/redis.log" 2>&1 &
+        --appendonly no --unixsocket "$WORK/redis.sock" --unixsocketperm 777 >"$WORK/redis.log" 2>&1 &
     REDIS_PID=$!
     trap 'kill "$REDIS_PID" 2>/dev/null || true' EXIT
     for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -213,7 +218,11 @@ path, port, timeout = sys.argv[1], sys.argv[2], sys.argv[3]
 limits = yaml.safe_load(open(path))
 for name in ("per_ip", "per_user"):
     limits[name]["shared"] = True
-limits["shared"] = {"redis": "redis://127.0.0.1:%s" % port, "timeout": "%sms" % timeout, "nodes": 1}
+import os
+url = "redis://127.0.0.1:%s" % port
+if os.environ.get("SHARED_UNIX"):
+    url = "unix://" + os.path.join(os.path.dirname(os.path.dirname(path)), "redis.sock")
+limits["shared"] = {"redis": url, "timeout": "%sms" % timeout, "nodes": 1}
 yaml.safe_dump(limits, open(path, "w"))
 PY
     # Relative paths of the copy (../models, the ONNX Runtime library) point back to the original.

@@ -9,7 +9,7 @@
 -- (or give `script = "/path/to/gcra.lua"` in opts, read once per worker at first use, where
 -- the configuration has an init_by_lua_block of its own)
 --
--- opts: redis_host, redis_port, timeout_ms (default 2), pool_size (default 64),
+-- opts: redis_host (or "unix:/path/to/redis.sock"), redis_port, timeout_ms (default 2), pool_size (default 64),
 -- keepalive_ms (default 60000), key_prefix ("kefu:rl:"), hash_tag ("rl"),
 -- per_ip = {interval_us = <microseconds per request>, burst = n}, per_user = {...}: the
 -- quotas of kefu-edge's limits.yaml (`rate: 2r/s` is interval_us = 500000).
@@ -105,7 +105,13 @@ function _M.access(opts)
 
   local red = redis:new()
   red:set_timeouts(opts.timeout_ms or 2, opts.timeout_ms or 2, opts.timeout_ms or 2)
-  local ok, err = red:connect(opts.redis_host or "127.0.0.1", opts.redis_port or 6379)
+  local host = opts.redis_host or "127.0.0.1"
+  local ok, err
+  if host:sub(1, 5) == "unix:" then
+    ok, err = red:connect(host) -- "unix:/run/redis/redis.sock"
+  else
+    ok, err = red:connect(host, opts.redis_port or 6379)
+  end
   if not ok then
     return warn("redis connect: " .. tostring(err))
   end

@@ -182,8 +182,12 @@ fn validate_shared(
         _ => {}
     }
     for url in raw.redis.iter().chain(&raw.cluster) {
-        if !url.starts_with("redis://") && !url.starts_with("rediss://") {
-            bad("redis", &format!("shared: `{url}` is not a redis:// URL"));
+        let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
+        if !schemes.iter().any(|s| url.starts_with(s)) {
+            bad(
+                "redis",
+                &format!("shared: `{url}` is not a redis:// or unix:// URL"),
+            );
         }
     }
     if raw.timeout.is_zero() || raw.timeout > Duration::from_secs(1) {
