@@ -115,8 +115,11 @@ function _M.access(opts)
   if not ok then
     return warn("redis connect: " .. tostring(err))
   end
+  -- One request: R = 1, then its bucket count and quotas (gcra.lua's layout).
   local argv = {}
   for i = 1, #keys do argv[#argv + 1] = keys[i] end
+  argv[#argv + 1] = "1"
+  argv[#argv + 1] = tostring(#keys)
   for i = 1, #args do argv[#argv + 1] = args[i] end
   local res
   res, err = red:evalsha(sha, #keys, unpack(argv))

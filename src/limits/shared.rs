@@ -1,13 +1,17 @@
 //! Buckets shared through Redis. One script call (`lua-compat/gcra.lua`, the same file the
 //! OpenResty module loads) checks every shared bucket of a request, all or nothing, with
-//! Redis's clock; `EVALSHA`, falling back to `EVAL` on `NOSCRIPT`. A check never waits longer than the configured timeout, and never for a
-//! connect: without a connection the caller falls back at once while one is made.
+//! Redis's clock; `EVALSHA`, falling back to `EVAL` on `NOSCRIPT`. The requests that arrive
+//! while a call is out go together in the next call (a driver task, like the model stage's
+//! batcher), so a busy node pays one round trip per batch. A check never waits longer than
+//! the configured timeout, and never for a connect: without a connection the caller falls
+//! back at once while one is made.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::cluster::ClusterClientBuilder;
 use redis::{ErrorKind, ServerErrorKind};
+use tokio::sync::{mpsc, oneshot};
 
 use super::LimitKind;
 use crate::config::SharedLimitsConfig;
@@ -47,6 +51,8 @@ pub enum Outcome {
 
 pub struct RedisBuckets {
     link: Arc<RedisLink>,
+    /// The batching driver's queue, made on first use (inside the server's runtime).
+    queue: OnceLock<mpsc::Sender<Job>>,
     /// SHA1 of [`GCRA_SCRIPT`], for EVALSHA.
     sha: String,
     timeout: Duration,
@@ -82,6 +88,7 @@ impl RedisBuckets {
         };
         Ok(RedisBuckets {
             link: Arc::new(RedisLink::new(target, cfg.connect_timeout, cfg.timeout)),
+            queue: OnceLock::new(),
             sha: redis::Script::new(GCRA_SCRIPT).get_hash().to_owned(),
             timeout: cfg.timeout,
             key_base: format!("{}{{{}}}:", cfg.key_prefix, cfg.hash_tag),
@@ -93,55 +100,144 @@ impl RedisBuckets {
         format!("{}{}:{key}", self.key_base, key_part(kind))
     }
 
-    /// Check `buckets` (at least one) in one script call.
+    /// Check `buckets` (at least one). Requests that arrive while a call is out go
+    /// together in the next one (one `EVALSHA` for all of them, each all or nothing), so
+    /// Redis and this node pay one round trip per batch instead of one per request.
     pub async fn check(&self, buckets: &[SharedBucket<'_>]) -> Result<Outcome, SharedError> {
+        let queue = self.queue.get_or_init(|| self.start_driver());
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            keys: buckets.iter().map(|b| self.key(b.kind, b.key)).collect(),
+            quotas: buckets.iter().map(|b| (b.interval_us, b.burst)).collect(),
+            kinds: buckets.iter().map(|b| b.kind).collect(),
+            reply,
+        };
+        queue
+            .try_send(job)
+            .map_err(|_| SharedError::Failed("check queue full".into()))?;
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(SharedError::Failed("check dropped".into())),
+            Err(_) => Err(SharedError::Failed(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// The task that sends the queued checks; started in the server's runtime on first use.
+    fn start_driver(&self) -> mpsc::Sender<Job> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let driver = Driver {
+            link: Arc::clone(&self.link),
+            sha: self.sha.clone(),
+            timeout: self.timeout,
+        };
+        tokio::spawn(driver.run(rx));
+        tx
+    }
+}
+
+/// Checks waiting for a call, at most (a full queue answers at once: the caller falls back).
+const QUEUE: usize = 4096;
+/// Requests in one call, at most.
+const MAX_BATCH: usize = 128;
+
+/// One request's check, waiting for a call.
+struct Job {
+    keys: Vec<String>,
+    quotas: Vec<(u64, u32)>,
+    kinds: Vec<LimitKind>,
+    reply: oneshot::Sender<Result<Outcome, SharedError>>,
+}
+
+struct Driver {
+    link: Arc<RedisLink>,
+    sha: String,
+    timeout: Duration,
+}
+
+impl Driver {
+    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+            let answers = self.call(&jobs).await;
+            for (i, job) in jobs.drain(..).enumerate() {
+                let answer = match &answers {
+                    Ok(values) => decode(values, i, &job.kinds),
+                    Err(e) => Err(e.clone()),
+                };
+                // The caller may have given up (its timeout): nothing to tell it then.
+                let _ = job.reply.send(answer);
+            }
+        }
+    }
+
+    /// One `EVALSHA` for `jobs` (`EVAL` with the script's text when Redis does not know
+    /// it: a restarted or failed-over Redis, which also caches it there again).
+    async fn call(&self, jobs: &[Job]) -> Result<Vec<i64>, SharedError> {
         let mut conn = self
             .link
             .connection_now()
             .map_err(|_| SharedError::NotConnected)?;
-        // EVALSHA, and EVAL with the script's text when Redis does not know it (NOSCRIPT:
-        // a restarted or failed-over Redis), which also caches it there again.
         let command = |verb: &str, script: &str| {
             let mut cmd = redis::cmd(verb);
-            cmd.arg(script).arg(buckets.len());
-            for b in buckets {
-                cmd.arg(self.key(b.kind, b.key));
+            let keys: usize = jobs.iter().map(|j| j.keys.len()).sum();
+            cmd.arg(script).arg(keys);
+            for key in jobs.iter().flat_map(|j| &j.keys) {
+                cmd.arg(key);
             }
-            for b in buckets {
-                cmd.arg(b.interval_us).arg(b.burst).arg(1);
+            cmd.arg(jobs.len());
+            for j in jobs {
+                cmd.arg(j.keys.len());
+                for &(interval_us, burst) in &j.quotas {
+                    cmd.arg(interval_us).arg(burst).arg(1);
+                }
             }
             cmd
         };
         let call = async {
             let evalsha = command("EVALSHA", &self.sha);
-            match evalsha.query_async::<(i64, i64, i64, i64)>(&mut conn).await {
+            match evalsha.query_async::<Vec<i64>>(&mut conn).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     command("EVAL", GCRA_SCRIPT).query_async(&mut conn).await
                 }
                 answer => answer,
             }
         };
-        let answer = tokio::time::timeout(self.timeout, call).await;
-        let (allowed, _remaining, retry_ms, refused_by) = match answer {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => return Err(SharedError::Failed(e.to_string())),
-            Err(_) => {
-                let why = format!("no answer within {:?}", self.timeout);
-                return Err(SharedError::Failed(why));
-            }
-        };
-        if allowed == 1 {
-            return Ok(Outcome::Allowed);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(values)) if values.len() == 4 * jobs.len() => Ok(values),
+            Ok(Ok(values)) => Err(SharedError::Failed(format!(
+                "the script answered {} values for {} requests",
+                values.len(),
+                jobs.len()
+            ))),
+            Ok(Err(e)) => Err(SharedError::Failed(e.to_string())),
+            Err(_) => Err(SharedError::Failed(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
         }
-        let kind = usize::try_from(refused_by - 1)
-            .ok()
-            .and_then(|i| buckets.get(i))
-            .map_or(LimitKind::User, |b| b.kind);
-        Ok(Outcome::Limited {
-            kind,
-            retry_after: Duration::from_millis(u64::try_from(retry_ms).unwrap_or(0)),
-        })
     }
+}
+
+/// Request `i`'s four values: allowed, remaining, retry-after (ms), refused by (from 1).
+fn decode(values: &[i64], i: usize, kinds: &[LimitKind]) -> Result<Outcome, SharedError> {
+    let v = values
+        .get(4 * i..4 * i + 4)
+        .ok_or_else(|| SharedError::Failed("short answer".into()))?;
+    if v[0] == 1 {
+        return Ok(Outcome::Allowed);
+    }
+    let kind = usize::try_from(v[3] - 1)
+        .ok()
+        .and_then(|k| kinds.get(k))
+        .copied()
+        .unwrap_or(LimitKind::User);
+    Ok(Outcome::Limited {
+        kind,
+        retry_after: Duration::from_millis(u64::try_from(v[2]).unwrap_or(0)),
+    })
 }
 
 #[cfg(test)]
