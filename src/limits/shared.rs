@@ -264,6 +264,40 @@ mod tests {
         assert!(k.ends_with("{rl}:ip:10.0.0.1"), "{k}");
     }
 
+    /// Concurrent checks of one user go out batched, decided in order: exactly the burst.
+    #[tokio::test]
+    async fn concurrent_checks_of_one_user_admit_exactly_the_burst() {
+        if std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
+            eprintln!("skipped: no Redis on 127.0.0.1:6379");
+            return;
+        }
+        let r = RedisBuckets::new(&cfg("redis://127.0.0.1:6379")).unwrap();
+        let user = format!("c{}", std::process::id());
+        let bucket = SharedBucket {
+            kind: LimitKind::User,
+            key: &user,
+            interval_us: 3_600_000_000,
+            burst: 5,
+        };
+        // Until connected, checks are not answered.
+        while r.check(&[bucket]).await == Err(SharedError::NotConnected) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let one = [bucket];
+        let answers = futures::future::join_all((0..40).map(|_| r.check(&one))).await;
+        let allowed = answers
+            .iter()
+            .filter(|a| **a == Ok(Outcome::Allowed))
+            .count();
+        assert_eq!(allowed, 4, "5 minus the one that connected: {answers:?}");
+        let mut conn = r.link.connection().await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(r.key(LimitKind::User, &user))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
     /// Against the Redis on 127.0.0.1:6379 (the test suite's); skipped without one.
     #[tokio::test]
     async fn burst_then_refusal_across_two_buckets_all_or_nothing() {
