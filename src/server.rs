@@ -65,6 +65,7 @@ pub fn serve(cli: &Cli, hangup: HangupPipe) -> Result<(), Failure> {
     };
     let snapshot = Snapshot::build(config, 1, None, &metrics.limits)
         .map_err(|e| e.context(cli.conf.display().to_string()))?;
+    first_health_checks(&snapshot);
     // Pingora retries a busy port for 30 s, then its listener thread panics and the process
     // lives on without that listener. Fail at once instead, like nginx, so a supervisor sees
     // it. (With -u the ports are busy by design: the old process hands them over.)
@@ -146,6 +147,26 @@ pub fn serve(cli: &Cli, hangup: HangupPipe) -> Result<(), Failure> {
         cli.conf.display()
     );
     server.run_forever()
+}
+
+/// The first health check of every upstream pool, before any listener opens, so the first
+/// request already avoids a backend that is down (and uses one that is up). Bounded: a pool
+/// whose checks take longer is left to the health-check service.
+fn first_health_checks(snapshot: &Snapshot) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let Ok(runtime) = runtime else {
+        return;
+    };
+    let now = Instant::now();
+    runtime.block_on(async {
+        let checks = snapshot.upstreams.pools().map(|p| p.check_if_due(now));
+        let all = futures::future::join_all(checks);
+        if tokio::time::timeout(Duration::from_secs(5), all).await.is_err() {
+            log::warn!("upstream health checks at start took over 5 s; the first requests may reach a backend that is down");
+        }
+    });
 }
 
 /// Loads the model stage once the server runs (after the fork of --daemon).

@@ -202,6 +202,33 @@ fn other_paths_are_reverse_proxied_round_robin() {
 }
 
 #[test]
+fn a_backend_down_at_start_is_out_before_the_first_request() {
+    let alive = Upstream::start("alive", Duration::ZERO);
+    // Accepts connections (the kernel completes them) but never answers: its HTTP check
+    // takes the check's 1 s timeout to fail, longer than the server takes to start.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let conf = Conf::new();
+    // An hour between checks: only the check at start can have taken it out.
+    conf.write(
+        "upstreams.yaml",
+        &format!(
+            "pools:\n  web:\n    servers: [\"{}\", \"{}\"]\n    health_check: {{kind: http, path: /, interval: 3600s}}\n    read_timeout: 3s\nroutes:\n  - {{prefix: /, pool: web}}\n",
+            silent.local_addr().unwrap(),
+            alive.addr
+        ),
+    );
+    let server = Server::start(&conf);
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| get(server.chat, "/x").unwrap().status)
+        .collect();
+    assert_eq!(
+        statuses, [200; 4],
+        "round robin never tried the silent backend"
+    );
+    drop(silent);
+}
+
+#[test]
 fn no_healthy_upstream_is_a_json_502() {
     let conf = Conf::new();
     let dead = free_port();
