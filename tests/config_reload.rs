@@ -285,3 +285,38 @@ fn a_busy_port_fails_the_start_at_once() {
         "did not wait for pingora's retries"
     );
 }
+
+#[test]
+fn the_admin_api_needs_its_token_but_the_health_check_does_not() {
+    let conf = Conf::new();
+    conf.write("admin.token", "s3cret-admin-token-0123456789\n");
+    let server_yaml = conf.read("server.yaml");
+    conf.write(
+        "server.yaml",
+        &format!("{server_yaml}admin_token_file: admin.token\n"),
+    );
+    let server = Server::start(&conf);
+    let without = get(server.admin, "/metrics").unwrap();
+    assert_eq!(without.status, 401, "{}", without.text());
+    assert_eq!(without.json()["error"]["code"], "unauthorized");
+    assert_eq!(without.header("www-authenticate"), Some("Bearer"));
+    let wrong = request(
+        server.admin,
+        "GET /metrics HTTP/1.1\nHost: t\nAuthorization: Bearer wrong-token-000000000000\nConnection: close\n",
+        b"",
+    )
+    .unwrap();
+    assert_eq!(wrong.status, 401);
+    let with = request(
+        server.admin,
+        "GET /metrics HTTP/1.1\nHost: t\nAuthorization: Bearer s3cret-admin-token-0123456789\nConnection: close\n",
+        b"",
+    )
+    .unwrap();
+    assert_eq!(with.status, 200);
+    assert!(with.text().contains("kefu_config_generation"));
+    assert_eq!(post(server.admin, "/reload", "", b"").unwrap().status, 401);
+    assert_eq!(get(server.admin, "/healthz").unwrap().status, 200);
+    // The token is never written to the log.
+    assert!(!server.log_text().contains("s3cret"));
+}

@@ -1,5 +1,6 @@
 //! The admin listener (loopback by default): health, Prometheus metrics, reload status, and
-//! a reload trigger for operators who prefer curl to `kill -HUP`.
+//! a reload trigger for operators who prefer curl to `kill -HUP`. With `admin_token_file`
+//! (required off loopback) every route but `GET /healthz` needs `Authorization: Bearer`.
 
 mod users;
 
@@ -147,6 +148,30 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_owned();
+        // Every route but the health check needs the token, when one is configured.
+        if !(method == Method::GET && path == "/healthz") {
+            let snapshot = self.reloader.current.load();
+            if let Some(token) = &snapshot.config.server.admin_token {
+                let given = session
+                    .req_header()
+                    .headers
+                    .get(http::header::AUTHORIZATION)
+                    .map(|v| v.as_bytes());
+                if !token.admits(given) {
+                    let e = ApiError::new(
+                        401,
+                        "unauthorized",
+                        "this admin route needs `Authorization: Bearer <token>` (server.yaml admin_token_file)",
+                    );
+                    let mut r = error_response(&e);
+                    r.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer"),
+                    );
+                    return r;
+                }
+            }
+        }
         if let Some(user) = users::route(&path) {
             if method != Method::GET {
                 return error_response(&ApiError::new(

@@ -21,6 +21,8 @@ pub struct RawServer {
     upgrade_sock: String,
     #[serde(default)]
     chat: RawChat,
+    /// A file holding the admin API's bearer token (relative to this directory).
+    admin_token_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +31,31 @@ struct RawListen {
     chat: Vec<String>,
     admin: Vec<String>,
 }
+
+/// The admin API's bearer token. Never printed: `Debug` shows its length only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Whether an `Authorization` header value carries this token (`Bearer <token>`),
+    /// compared in time that does not depend on where they differ.
+    pub fn admits(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(given) = authorization.and_then(|v| v.strip_prefix(b"Bearer ")) else {
+            return false;
+        };
+        let want = self.0.as_bytes();
+        given.len() == want.len() && given.iter().zip(want).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AdminToken({} bytes)", self.0.len())
+    }
+}
+
+/// The shortest token accepted: a guessable one protects nothing.
+const MIN_TOKEN_BYTES: usize = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -92,6 +119,9 @@ pub struct ServerConfig {
     pub pid_file: String,
     pub upgrade_sock: String,
     pub chat: ChatApiConfig,
+    /// Required by every admin route but `/healthz` when set; a non-loopback admin
+    /// listener needs one.
+    pub admin_token: Option<AdminToken>,
 }
 
 /// Caps on what `POST /v1/chat` accepts; they apply from the next request after a reload.
@@ -131,6 +161,40 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
             }
         }
     }
+    let admin_token = match &raw.admin_token_file {
+        Some(f) => {
+            let path = src.resolve(std::path::Path::new(f));
+            match std::fs::read_to_string(&path) {
+                Ok(t) if t.trim().len() >= MIN_TOKEN_BYTES => Some(AdminToken(t.trim().to_owned())),
+                Ok(_) => {
+                    let why = format!(
+                        "admin_token_file: the token in {} is shorter than {MIN_TOKEN_BYTES} bytes",
+                        path.display()
+                    );
+                    errors.push(src.error_at("admin_token_file", why));
+                    None
+                }
+                Err(e) => {
+                    let why = format!("admin_token_file: cannot read {}: {e}", path.display());
+                    errors.push(src.error_at("admin_token_file", why));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let exposed = raw
+        .listen
+        .admin
+        .iter()
+        .filter_map(|a| a.parse::<SocketAddr>().ok())
+        .find(|a| !a.ip().is_loopback());
+    if let (Some(addr), None) = (exposed, &raw.admin_token_file) {
+        errors.push(src.error_at(
+            "admin",
+            format!("listen.admin: {addr} is not on loopback; set admin_token_file so the admin API needs a token"),
+        ));
+    }
     if raw.threads == 0 || raw.threads > 1024 {
         errors.push(src.error_at("threads", "threads must be between 1 and 1024"));
     }
@@ -167,6 +231,7 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
         graceful_shutdown_timeout_seconds: raw.shutdown.graceful_shutdown_timeout_seconds,
         pid_file: raw.pid_file,
         upgrade_sock: raw.upgrade_sock,
+        admin_token,
         chat: ChatApiConfig {
             path: chat.path,
             max_body_bytes: chat.max_body_bytes,
@@ -183,6 +248,39 @@ mod tests {
 
     fn check(text: &str) -> Result<ServerConfig, Vec<ConfigError>> {
         Source::check_text(Path::new("conf"), "server.yaml", text, validate)
+    }
+
+    #[test]
+    fn an_exposed_admin_listener_needs_a_token_file() {
+        let e = check("listen: {chat: ['0.0.0.0:8080'], admin: ['0.0.0.0:9901']}\n").unwrap_err();
+        assert!(e[0].reason.contains("not on loopback"), "{e:?}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("short"), "abc\n").unwrap();
+        std::fs::write(dir.path().join("token"), "0123456789abcdef0123\n").unwrap();
+        let at = |f: &str| {
+            format!(
+                "listen: {{chat: ['0.0.0.0:8080'], admin: ['0.0.0.0:9901']}}\nadmin_token_file: {}\n",
+                dir.path().join(f).display()
+            )
+        };
+        let e = check(&at("short")).unwrap_err();
+        assert!(e[0].reason.contains("shorter than"), "{e:?}");
+        assert!(
+            check(&at("missing")).unwrap_err()[0]
+                .reason
+                .contains("cannot read")
+        );
+        let c = check(&at("token")).unwrap();
+        let token = c.admin_token.unwrap();
+        assert!(token.admits(Some(b"Bearer 0123456789abcdef0123")));
+        assert!(!token.admits(Some(b"Bearer 0123456789abcdef0124")));
+        assert!(!token.admits(Some(b"0123456789abcdef0123")));
+        assert!(!token.admits(None));
+        assert_eq!(
+            format!("{token:?}"),
+            "AdminToken(20 bytes)",
+            "never printed"
+        );
     }
 
     #[test]
