@@ -272,6 +272,21 @@ impl Metrics {
         }
     }
 
+    /// Answers so far for each intent, by source (`[rule, model, upstream, fallback]`, in
+    /// [`Source::ALL`]'s order), for `GET /admin/intents`.
+    pub fn intent_counts(&self) -> Vec<(Intent, [u64; 4])> {
+        Intent::ALL
+            .iter()
+            .map(|&intent| {
+                let mut by_source = [0u64; 4];
+                for (slot, counters) in by_source.iter_mut().zip(&self.intents) {
+                    *slot = counters[intent.index()].get();
+                }
+                (intent, by_source)
+            })
+            .collect()
+    }
+
     pub fn edge_denied(&self, reason: &str) {
         self.edge_denied.with_label_values(&[reason]).inc();
     }

@@ -320,3 +320,32 @@ fn the_admin_api_needs_its_token_but_the_health_check_does_not() {
     // The token is never written to the log.
     assert!(!server.log_text().contains("s3cret"));
 }
+
+#[test]
+fn the_admin_api_names_the_running_configuration_and_counts_intents() {
+    let conf = Conf::new();
+    let server = Server::start(&conf);
+    let first = get(server.admin, "/admin/config").unwrap().json();
+    assert_eq!(first["generation"], 1);
+    let sha = first["sha256"].as_str().unwrap().to_owned();
+    assert_eq!(sha.len(), 64);
+    assert_eq!(server.chat("u1", "我要退款").status, 200);
+    assert_eq!(server.chat("u2", "我要退款").status, 200);
+    let intents = get(server.admin, "/admin/intents").unwrap().json();
+    assert_eq!(intents["refund_apply"]["rule"], 2, "{intents}");
+    assert_eq!(intents["refund_apply"]["total"], 2);
+    // An edited file is a new hash after the reload; the same files, the same hash.
+    conf.patch("edge.yaml", "deny_empty: true", "deny_empty: false");
+    server.signal("HUP");
+    server.wait_reload(|c| c["generation"] == 2);
+    let second = get(server.admin, "/admin/config").unwrap().json();
+    assert_eq!(second["generation"], 2);
+    assert_ne!(second["sha256"], sha.as_str());
+    conf.patch("edge.yaml", "deny_empty: false", "deny_empty: true");
+    server.signal("HUP");
+    server.wait_reload(|c| c["generation"] == 3);
+    assert_eq!(
+        get(server.admin, "/admin/config").unwrap().json()["sha256"],
+        sha.as_str()
+    );
+}

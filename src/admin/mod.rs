@@ -115,6 +115,34 @@ impl AdminApp {
         )
     }
 
+    /// Which configuration runs: version, generation, directory and its sha256.
+    fn config(&self) -> Response<Vec<u8>> {
+        let snapshot = self.reloader.current.load();
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "generation": snapshot.generation,
+                "dir": snapshot.config.dir.display().to_string(),
+                "sha256": snapshot.config.sha256,
+            }),
+        )
+    }
+
+    /// Answers per intent since start, by source.
+    fn intents(&self) -> Response<Vec<u8>> {
+        let mut body = serde_json::Map::new();
+        for (intent, counts) in self.metrics.intent_counts() {
+            let mut by_source = serde_json::Map::new();
+            for (source, n) in crate::pipeline::Source::ALL.iter().zip(counts) {
+                by_source.insert(source.as_str().to_owned(), n.into());
+            }
+            by_source.insert("total".into(), counts.iter().sum::<u64>().into());
+            body.insert(intent.as_str().to_owned(), by_source.into());
+        }
+        json_response(StatusCode::OK, &body)
+    }
+
     fn reload(&self) -> Response<Vec<u8>> {
         #[derive(Serialize)]
         struct Outcome {
@@ -186,6 +214,8 @@ impl ServeHttp for AdminApp {
         }
         match (method, path.as_str()) {
             (Method::GET, "/healthz") => self.health(),
+            (Method::GET, "/admin/config") => self.config(),
+            (Method::GET, "/admin/intents") => self.intents(),
             (Method::GET, "/metrics") => build(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -214,7 +244,7 @@ impl ServeHttp for AdminApp {
             _ => error_response(&ApiError::new(
                 404,
                 "not_found",
-                "GET /healthz, GET /metrics, POST /reload, GET /admin/users/{user_id}/latest?intent=<id>",
+                "GET /healthz, GET /metrics, POST /reload, GET /admin/config, GET /admin/intents, GET /admin/users/{user_id}/latest?intent=<id>",
             )),
         }
     }

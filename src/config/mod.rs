@@ -47,6 +47,9 @@ use source::Source;
 pub struct Config {
     /// The directory it was read from; relative file references resolve against it.
     pub dir: PathBuf,
+    /// sha256 of its nine files (name and bytes, in a fixed order): which configuration a
+    /// node runs, comparable across nodes (`GET /admin/config`).
+    pub sha256: String,
     pub server: ServerConfig,
     pub edge: EdgeConfig,
     pub limits: LimitsConfig,
@@ -188,6 +191,7 @@ impl Config {
                 Some(dialog),
             ) if errors.is_empty() => Ok(Config {
                 dir: dir.to_path_buf(),
+                sha256: files_sha256(dir),
                 server,
                 edge,
                 limits,
@@ -201,6 +205,33 @@ impl Config {
             _ => Err(ConfigErrors(errors)),
         }
     }
+}
+
+/// The files of a configuration directory, in the order they are hashed.
+const FILES: [&str; 9] = [
+    "server.yaml",
+    "edge.yaml",
+    "limits.yaml",
+    "intents.yaml",
+    "post.yaml",
+    "upstreams.yaml",
+    "router.yaml",
+    "model.yaml",
+    "dialog.yaml",
+];
+
+/// sha256 over each file's name, length and bytes (a file that cannot be read counts as
+/// empty: it was just read, so that only happens in a race with an edit).
+fn files_sha256(dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for name in FILES {
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
+        h.update(name.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parse one file into its raw type and validate it, pushing every error into `errors`.
