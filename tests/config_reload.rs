@@ -300,19 +300,14 @@ fn the_admin_api_needs_its_token_but_the_health_check_does_not() {
     assert_eq!(without.status, 401, "{}", without.text());
     assert_eq!(without.json()["error"]["code"], "unauthorized");
     assert_eq!(without.header("www-authenticate"), Some("Bearer"));
-    let wrong = request(
-        server.admin,
-        "GET /metrics HTTP/1.1\nHost: t\nAuthorization: Bearer wrong-token-000000000000\nConnection: close\n",
-        b"",
-    )
-    .unwrap();
-    assert_eq!(wrong.status, 401);
-    let with = request(
-        server.admin,
-        "GET /metrics HTTP/1.1\nHost: t\nAuthorization: Bearer s3cret-admin-token-0123456789\nConnection: close\n",
-        b"",
-    )
-    .unwrap();
+    let metrics_with = |token: &str| {
+        let head = format!(
+            "GET /metrics HTTP/1.1\nHost: t\nAuthorization: Bearer {token}\nConnection: close\n"
+        );
+        request(server.admin, &head, b"").unwrap()
+    };
+    assert_eq!(metrics_with("wrong-token-000000000000").status, 401);
+    let with = metrics_with("s3cret-admin-token-0123456789");
     assert_eq!(with.status, 200);
     assert!(with.text().contains("kefu_config_generation"));
     assert_eq!(post(server.admin, "/reload", "", b"").unwrap().status, 401);
