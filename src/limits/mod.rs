@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
@@ -142,6 +142,30 @@ impl Local {
     }
 }
 
+/// The handles of [`LimitMetrics`] a shared check touches, resolved once (not a label
+/// lookup per request).
+struct SharedCounters {
+    allowed: IntCounter,
+    limited: IntCounter,
+    error: IntCounter,
+    fallback_allowed: IntCounter,
+    fallback_limited: IntCounter,
+    breaker_state: IntGauge,
+}
+
+impl SharedCounters {
+    fn of(m: &LimitMetrics) -> SharedCounters {
+        SharedCounters {
+            allowed: m.shared_checks.with_label_values(&["allowed"]),
+            limited: m.shared_checks.with_label_values(&["limited"]),
+            error: m.shared_checks.with_label_values(&["error"]),
+            fallback_allowed: m.fallbacks.with_label_values(&["allowed"]),
+            fallback_limited: m.fallbacks.with_label_values(&["limited"]),
+            breaker_state: m.breaker_state.clone(),
+        }
+    }
+}
+
 /// The shared buckets: Redis, its breaker, and the local fallbacks.
 struct Shared {
     redis: RedisBuckets,
@@ -151,7 +175,7 @@ struct Shared {
     global: Option<(u64, u32)>,
     per_ip: Option<(u64, u32)>,
     per_user: Option<(u64, u32)>,
-    metrics: LimitMetrics,
+    counters: SharedCounters,
 }
 
 /// The buckets of one `limits.yaml`. Kept across reloads that do not change it, so counts
@@ -212,7 +236,7 @@ impl Limiters {
             global: script_quota(&cfg.global),
             per_ip: script_quota(&cfg.per_ip),
             per_user: script_quota(&cfg.per_user),
-            metrics,
+            counters: SharedCounters::of(&metrics),
         })
     }
 
@@ -291,20 +315,14 @@ impl Limiters {
                         log::info!("shared limits: Redis answers again; breaker closed");
                     }
                     sh.breaker.success();
-                    sh.metrics.breaker_state.set(BreakerState::Closed as i64);
+                    sh.counters.breaker_state.set(BreakerState::Closed as i64);
                     return match outcome {
                         Outcome::Allowed => {
-                            sh.metrics
-                                .shared_checks
-                                .with_label_values(&["allowed"])
-                                .inc();
+                            sh.counters.allowed.inc();
                             Ok(())
                         }
                         Outcome::Limited { kind, retry_after } => {
-                            sh.metrics
-                                .shared_checks
-                                .with_label_values(&["limited"])
-                                .inc();
+                            sh.counters.limited.inc();
                             Err(Limited { kind, retry_after })
                         }
                     };
@@ -312,13 +330,13 @@ impl Limiters {
                 // No connection yet: no time was lost, and the breaker is not told.
                 Err(SharedError::NotConnected) => {}
                 Err(SharedError::Failed(why)) => {
-                    sh.metrics.shared_checks.with_label_values(&["error"]).inc();
+                    sh.counters.error.inc();
                     if sh.breaker.failure(now, admit == Admit::Probe) {
                         log::warn!(
                             "shared limits: Redis failed ({why}); local buckets until it answers again"
                         );
                     }
-                    sh.metrics.breaker_state.set(sh.breaker.state(now) as i64);
+                    sh.counters.breaker_state.set(sh.breaker.state(now) as i64);
                 }
             }
         }
@@ -328,12 +346,10 @@ impl Limiters {
                 Some(u) => self.check_local_user(&sh.fallback, u),
                 None => Ok(()),
             });
-        let result = if verdict.is_ok() {
-            "allowed"
-        } else {
-            "limited"
-        };
-        sh.metrics.fallbacks.with_label_values(&[result]).inc();
+        match verdict {
+            Ok(()) => sh.counters.fallback_allowed.inc(),
+            Err(_) => sh.counters.fallback_limited.inc(),
+        }
         verdict
     }
 }
