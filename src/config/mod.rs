@@ -19,6 +19,7 @@ mod source;
 pub mod types;
 mod upstreams;
 
+use sha2::{Digest, Sha256};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -47,8 +48,8 @@ use source::Source;
 pub struct Config {
     /// The directory it was read from; relative file references resolve against it.
     pub dir: PathBuf,
-    /// sha256 of its nine files (name and bytes, in a fixed order): which configuration a
-    /// node runs, comparable across nodes (`GET /admin/config`).
+    /// sha256 of its nine files (name, length and text, in load order): which configuration
+    /// a node runs, comparable across nodes (`GET /admin/config`).
     pub sha256: String,
     pub server: ServerConfig,
     pub edge: EdgeConfig,
@@ -128,15 +129,53 @@ impl Config {
         check_model: bool,
     ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let server = load_file(dir, "server.yaml", &mut errors, server::validate, true);
-        let edge = load_file(dir, "edge.yaml", &mut errors, edge::validate, true);
-        let limits = load_file(dir, "limits.yaml", &mut errors, limits::validate, true);
-        let intents = load_file(dir, "intents.yaml", &mut errors, intents::validate, true);
-        let post = load_file(dir, "post.yaml", &mut errors, post::validate, true);
+        // Over the texts as parsed, in this fixed order (see `Config::sha256`).
+        let mut hash = Sha256::new();
+        let server = load_file(
+            dir,
+            "server.yaml",
+            &mut errors,
+            &mut hash,
+            server::validate,
+            true,
+        );
+        let edge = load_file(
+            dir,
+            "edge.yaml",
+            &mut errors,
+            &mut hash,
+            edge::validate,
+            true,
+        );
+        let limits = load_file(
+            dir,
+            "limits.yaml",
+            &mut errors,
+            &mut hash,
+            limits::validate,
+            true,
+        );
+        let intents = load_file(
+            dir,
+            "intents.yaml",
+            &mut errors,
+            &mut hash,
+            intents::validate,
+            true,
+        );
+        let post = load_file(
+            dir,
+            "post.yaml",
+            &mut errors,
+            &mut hash,
+            post::validate,
+            true,
+        );
         let upstreams = load_file(
             dir,
             "upstreams.yaml",
             &mut errors,
+            &mut hash,
             upstreams::validate,
             true,
         );
@@ -144,11 +183,26 @@ impl Config {
             dir,
             "router.yaml",
             &mut errors,
+            &mut hash,
             router::validate,
             check_router,
         );
-        let model = load_file(dir, "model.yaml", &mut errors, model::validate, check_model);
-        let dialog = load_file(dir, "dialog.yaml", &mut errors, dialog::validate, true);
+        let model = load_file(
+            dir,
+            "model.yaml",
+            &mut errors,
+            &mut hash,
+            model::validate,
+            check_model,
+        );
+        let dialog = load_file(
+            dir,
+            "dialog.yaml",
+            &mut errors,
+            &mut hash,
+            dialog::validate,
+            true,
+        );
         // Across files: the answer upstream names a pool of upstreams.yaml.
         if let (Some(m), Some(u)) = (&model, &upstreams)
             && let Some(up) = &m.answer_upstream
@@ -191,7 +245,7 @@ impl Config {
                 Some(dialog),
             ) if errors.is_empty() => Ok(Config {
                 dir: dir.to_path_buf(),
-                sha256: files_sha256(dir),
+                sha256: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
                 server,
                 edge,
                 limits,
@@ -207,38 +261,12 @@ impl Config {
     }
 }
 
-/// The files of a configuration directory, in the order they are hashed.
-const FILES: [&str; 9] = [
-    "server.yaml",
-    "edge.yaml",
-    "limits.yaml",
-    "intents.yaml",
-    "post.yaml",
-    "upstreams.yaml",
-    "router.yaml",
-    "model.yaml",
-    "dialog.yaml",
-];
-
-/// sha256 over each file's name, length and bytes (a file that cannot be read counts as
-/// empty: it was just read, so that only happens in a race with an edit).
-fn files_sha256(dir: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for name in FILES {
-        let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
-        h.update(name.as_bytes());
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(&bytes);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Parse one file into its raw type and validate it, pushing every error into `errors`.
 fn load_file<R, T>(
     dir: &Path,
     name: &str,
     errors: &mut Vec<ConfigError>,
+    hash: &mut Sha256,
     validate: fn(R, &Source) -> Result<T, Vec<ConfigError>>,
     check_models: bool,
 ) -> Option<T>
@@ -248,6 +276,7 @@ where
     let source = match Source::read(dir, name) {
         Ok(mut source) => {
             source.check_models = check_models;
+            source.hash_into(hash);
             source
         }
         Err(e) => {

@@ -55,6 +55,19 @@ impl Source {
         validate(src.parse().map_err(|e| vec![e])?, &src)
     }
 
+    /// Add this file to a configuration's hash: its name, length and text.
+    pub fn hash_into(&self, hash: &mut sha2::Sha256) {
+        use sha2::Digest;
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.as_encoded_bytes())
+            .unwrap_or_default();
+        hash.update(name);
+        hash.update((self.text.len() as u64).to_le_bytes());
+        hash.update(self.text.as_bytes());
+    }
+
     pub fn parse<R: serde::de::DeserializeOwned>(&self) -> Result<R, ConfigError> {
         serde_yaml_ng::from_str(&self.text).map_err(|e| {
             let mut reason = e.to_string();
