@@ -257,6 +257,25 @@ mod tests {
         }
     }
 
+    /// Buckets on the Redis at 127.0.0.1:6379 (the test suite's); `None`, said, without one.
+    fn local_redis() -> Option<RedisBuckets> {
+        if std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
+            eprintln!("skipped: no Redis on 127.0.0.1:6379");
+            return None;
+        }
+        Some(RedisBuckets::new(&cfg("redis://127.0.0.1:6379")).unwrap())
+    }
+
+    /// Remove a test's keys.
+    async fn delete(r: &RedisBuckets, keys: &[String]) {
+        let mut conn = r.link.connection().await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
     #[test]
     fn keys_share_one_hash_tag() {
         let r = RedisBuckets::new(&cfg("redis://127.0.0.1:6379")).unwrap();
@@ -267,11 +286,9 @@ mod tests {
     /// Concurrent checks of one user go out batched, decided in order: exactly the burst.
     #[tokio::test]
     async fn concurrent_checks_of_one_user_admit_exactly_the_burst() {
-        if std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
-            eprintln!("skipped: no Redis on 127.0.0.1:6379");
+        let Some(r) = local_redis() else {
             return;
-        }
-        let r = RedisBuckets::new(&cfg("redis://127.0.0.1:6379")).unwrap();
+        };
         let user = format!("c{}", std::process::id());
         let bucket = SharedBucket {
             kind: LimitKind::User,
@@ -290,22 +307,14 @@ mod tests {
             .filter(|a| **a == Ok(Outcome::Allowed))
             .count();
         assert_eq!(allowed, 4, "5 minus the one that connected: {answers:?}");
-        let mut conn = r.link.connection().await.unwrap();
-        let _: () = redis::cmd("DEL")
-            .arg(r.key(LimitKind::User, &user))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        delete(&r, &[r.key(LimitKind::User, &user)]).await;
     }
 
-    /// Against the Redis on 127.0.0.1:6379 (the test suite's); skipped without one.
     #[tokio::test]
     async fn burst_then_refusal_across_two_buckets_all_or_nothing() {
-        if std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
-            eprintln!("skipped: no Redis on 127.0.0.1:6379");
+        let Some(r) = local_redis() else {
             return;
-        }
-        let r = RedisBuckets::new(&cfg("redis://127.0.0.1:6379")).unwrap();
+        };
         let user = format!("u{}", std::process::id());
         let ip = SharedBucket {
             kind: LimitKind::ClientIp,
@@ -354,11 +363,10 @@ mod tests {
             r.check(&[per_user]).await,
             Ok(Outcome::Limited { .. })
         ));
-        let _: () = redis::cmd("DEL")
-            .arg(r.key(LimitKind::ClientIp, "10.9.9.9"))
-            .arg(r.key(LimitKind::User, &user))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let keys = [
+            r.key(LimitKind::ClientIp, "10.9.9.9"),
+            r.key(LimitKind::User, &user),
+        ];
+        delete(&r, &keys).await;
     }
 }
