@@ -80,8 +80,11 @@ fn batched_and_single_inference_give_the_same_classes() {
     for (i, b) in batched.iter().enumerate() {
         let s = &single[i % HANDED_ON.len()];
         assert_eq!(b.intent, s.intent, "{}", HANDED_ON[i % HANDED_ON.len()]);
+        // Padding itself is masked, but the model is dynamic INT8: each MatMul quantizes its
+        // input with one scale for the whole batch, so the other rows move a row's rounding.
+        // Measured: up to 0.026 on one machine, 0.017 on another. The class must not move.
         assert!(
-            (b.prob - s.prob).abs() < 0.02,
+            (b.prob - s.prob).abs() < 0.05,
             "padding moved the probability: {} vs {}",
             b.prob,
             s.prob
