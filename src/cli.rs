@@ -123,6 +123,27 @@ pub enum Command {
         #[arg(short = 'o', long = "out", default_value = "imported-conf")]
         out: PathBuf,
     },
+    /// Train the reply filter's match judge on written examples and choose its penalty and
+    /// threshold on the development lists: prints the grid and the chosen `exempt_below`
+    /// for post.yaml, writes the weights.
+    TrainFilterJudge {
+        /// Directory of `label<TAB>word<TAB>text` files (label `mask` or `clean`).
+        #[arg(long, default_value = "models/data/filter_train")]
+        train: PathBuf,
+        /// Development clean replies (one per line): none may change.
+        #[arg(long, default_value = "models/data/filter_dev_clean.txt")]
+        dev_clean: PathBuf,
+        /// Development lists of `text<TAB>word` that must be masked (evasions, plain uses).
+        #[arg(
+            long,
+            num_args = 1..,
+            default_values = ["models/data/filter_dev_evasions.tsv", "models/data/filter_dev_plain.tsv"]
+        )]
+        dev_masked: Vec<PathBuf>,
+        /// The weights file to write.
+        #[arg(long, default_value = "conf/words/filter_judge.tsv")]
+        out: PathBuf,
+    },
     /// Write the router's training and validation splits, with the fast-path decision on
     /// each validation line, for the model pipeline in `models/` (which trains on exactly
     /// these splits).

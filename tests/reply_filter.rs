@@ -1,18 +1,21 @@
-//! The shipped reply filter (`conf/post.yaml` and its word lists) on the project's own test
-//! lists, written blind to the filter (`tests/data/post/`): clean shop replies, half of them
-//! with an ordinary word that contains or straddles a listed one, must come back unchanged;
-//! every evasion of a listed word (separators, full width, case, homophones, pinyin) must be
-//! masked. Run with `--nocapture` for the figures.
+//! The shipped reply filter (`conf/post.yaml`, its word lists and its match judge) on the
+//! project's own test lists, written blind to the filter (`tests/data/post/`):
+//! - clean shop replies, most of them with an ordinary word that contains or straddles a
+//!   listed one, must come back unchanged. `clean_replies.txt` was written first; while the
+//!   judge's training examples were commissioned, its failures were quoted to the writers,
+//!   so it is no longer blind to the judge. `clean_replies_b.txt` was written afterwards by a
+//!   writer who saw nothing of the project: it is the judge's honest figure;
+//! - every evasion of a listed word (separators, full width, case, homophones, pinyin) and
+//!   every plain use of one in its sensitive sense must be masked.
 //!
-//! The targets (0 changed, every evasion masked) are not met: what an advertising-law
-//! superlative modifies (最佳赏味期 against 最佳选择) is a matter of meaning that no word list
-//! or segmentation decides. The assertions hold the measured frontier, so a change that
-//! makes it worse fails (models/README.md has the figures).
+//! Run with `--nocapture` for the figures. The targets (0 changed, every evasion masked) are
+//! not met: the assertions hold the measured frontier, so a change that makes it worse fails
+//! (README.md, "The reply filter", has the figures).
 
 use std::borrow::Cow;
 use std::path::Path;
 
-use kefu_edge::config::Config;
+use kefu_edge::config::{Config, PostConfig};
 use kefu_edge::post::ReplyFilter;
 
 fn lines(path: &str) -> Vec<String> {
@@ -29,6 +32,17 @@ fn shipped_filter() -> ReplyFilter {
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
     let config = Config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
     ReplyFilter::new(&config.post).unwrap()
+}
+
+/// The shipped filter without its match judge (segmentation and word lists alone).
+fn filter_without_judge() -> ReplyFilter {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let config = Config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
+    ReplyFilter::new(&PostConfig {
+        judge: None,
+        ..config.post
+    })
+    .unwrap()
 }
 
 /// (clean replies changed: (reply, masked), evasions missed) of a pair of lists.
@@ -83,10 +97,22 @@ fn clean_replies_are_never_changed_and_evasions_are_always_masked() {
     let (changed, missed) = score(&filter, &clean, &evasions);
     print_score("test lists", clean.len(), evasions.len(), &changed, &missed);
     assert!(clean.len() >= 300 && evasions.len() >= 100);
+    let second = lines("tests/data/post/clean_replies_b.txt");
+    let (second_changed, _) = score(&filter, &second, &[]);
+    print_score("second clean list", second.len(), 0, &second_changed, &[]);
+    let plain = lines("tests/data/post/plain_violations.tsv");
+    let (_, plain_missed) = score(&filter, &[], &plain);
+    print_score("plain uses", 0, plain.len(), &[], &plain_missed);
+    assert!(plain_missed.len() <= 5, "{plain_missed:?}");
     assert!(
-        changed.len() <= 39,
+        changed.len() <= 9,
         "{} clean replies changed",
         changed.len()
+    );
+    assert!(
+        second_changed.len() <= 15,
+        "{} clean replies of the second list changed",
+        second_changed.len()
     );
     assert!(missed.len() <= 4, "{} evasions not masked", missed.len());
 }
@@ -107,4 +133,38 @@ fn development_lists() {
         &changed,
         &missed,
     );
+}
+
+/// The same lists through the filter without its match judge: the figures only,
+/// `cargo test --test reply_filter -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn without_the_judge() {
+    let filter = filter_without_judge();
+    for (name, clean, masked) in [
+        (
+            "test lists",
+            "tests/data/post/clean_replies.txt",
+            "tests/data/post/evasions.tsv",
+        ),
+        ("plain uses", "", "tests/data/post/plain_violations.tsv"),
+        (
+            "second clean list",
+            "tests/data/post/clean_replies_b.txt",
+            "",
+        ),
+    ] {
+        let clean = if clean.is_empty() {
+            vec![]
+        } else {
+            lines(clean)
+        };
+        let masked = if masked.is_empty() {
+            vec![]
+        } else {
+            lines(masked)
+        };
+        let (changed, missed) = score(&filter, &clean, &masked);
+        print_score(name, clean.len(), masked.len(), &changed, &missed);
+    }
 }

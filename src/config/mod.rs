@@ -34,7 +34,7 @@ pub use model::{
     AnswerUpstream, BatchConfig, ModelConfig, ModelGate, ORT_DYLIB_ENV, Provider, RuntimeConfig,
     ShadowConfig,
 };
-pub use post::{CampaignConfig, PostConfig};
+pub use post::{CampaignConfig, JudgeConfig, PostConfig};
 pub use router::{QualityGate, RouterConfig};
 pub use server::{ChatApiConfig, ServerConfig};
 pub use upstreams::{

@@ -34,6 +34,14 @@ struct RawSensitive {
     segmentation: bool,
     #[serde(default = "default_true")]
     homophones: bool,
+    judge: Option<RawJudge>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJudge {
+    weights_file: PathBuf,
+    exempt_below: f32,
 }
 
 fn default_true() -> bool {
@@ -74,7 +82,18 @@ pub struct PostConfig {
     /// Words of two or more Chinese characters also match by sound (薇信 for 微信) and in
     /// pinyin (`weixin`).
     pub homophones: bool,
+    /// The context model that leaves a plain match of ordinary text unmasked (爆炸头假发).
+    pub judge: Option<JudgeConfig>,
     pub campaigns: Vec<CampaignConfig>,
+}
+
+/// The match judge's logistic model (`feature<TAB>weight` lines, `bias` among them) and the
+/// probability below which a plain match stays unmasked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeConfig {
+    pub bias: f32,
+    pub weights: Vec<(String, f32)>,
+    pub exempt_below: f32,
 }
 
 /// Text spliced into `{campaign}` while `start <= now < end`.
@@ -134,6 +153,32 @@ pub fn validate(raw: RawPost, src: &Source) -> Result<PostConfig, Vec<ConfigErro
             ));
         }
     }
+    let judge = raw.sensitive.judge.and_then(|j| {
+        if !(0.0..=1.0).contains(&j.exempt_below) {
+            errors.push(src.error_at(
+                "exempt_below",
+                "sensitive.judge.exempt_below must be a probability in [0, 1]",
+            ));
+        }
+        let full = src.resolve(&j.weights_file);
+        let parsed = std::fs::read_to_string(&full)
+            .map_err(|e| e.to_string())
+            .and_then(|text| parse_judge_weights(&text));
+        match parsed {
+            Ok((bias, weights)) => Some(JudgeConfig {
+                bias,
+                weights,
+                exempt_below: j.exempt_below,
+            }),
+            Err(e) => {
+                errors.push(src.error_at(
+                    "weights_file",
+                    format!("sensitive.judge.weights_file `{}`: {e}", full.display()),
+                ));
+                None
+            }
+        }
+    });
     let mut campaigns = Vec::with_capacity(raw.campaigns.len());
     for c in raw.campaigns {
         if c.end <= c.start {
@@ -169,8 +214,30 @@ pub fn validate(raw: RawPost, src: &Source) -> Result<PostConfig, Vec<ConfigErro
         ignore_symbols: raw.sensitive.ignore_symbols,
         segmentation: raw.sensitive.segmentation,
         homophones: raw.sensitive.homophones,
+        judge,
         campaigns,
     })
+}
+
+/// `feature<TAB>weight` per line, `#` comments, one `bias` line: (bias, the other weights).
+fn parse_judge_weights(text: &str) -> Result<(f32, Vec<(String, f32)>), String> {
+    let mut bias = None;
+    let mut weights = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let parsed = line
+            .split_once('\t')
+            .and_then(|(f, w)| Some((f, w.trim().parse::<f32>().ok()?)))
+            .filter(|(_, w)| w.is_finite());
+        match parsed {
+            Some(("bias", w)) => bias = Some(w),
+            Some((f, w)) => weights.push((f.to_owned(), w)),
+            None => return Err(format!("line {}: not `feature<TAB>weight`", n + 1)),
+        }
+    }
+    Ok((bias.ok_or("no `bias` line")?, weights))
 }
 
 /// One word per line; `#` starts a comment; words are folded and de-duplicated.
@@ -203,6 +270,23 @@ mod tests {
         assert_eq!(
             parse_word_list("# list\nＶＸ\nvx\n加微信 # diversion\n\n"),
             vec!["vx", "加微信"]
+        );
+    }
+
+    #[test]
+    fn judge_weights_need_a_bias_and_numbers() {
+        let (bias, w) = parse_judge_weights("# model\nbias\t-0.5\nw=第一\t1.25\n").unwrap();
+        assert_eq!(bias, -0.5);
+        assert_eq!(w, vec![("w=第一".to_string(), 1.25)]);
+        assert!(
+            parse_judge_weights("w=第一\t1\n")
+                .unwrap_err()
+                .contains("bias")
+        );
+        assert!(
+            parse_judge_weights("bias\tNaN\n")
+                .unwrap_err()
+                .contains("line 1")
         );
     }
 

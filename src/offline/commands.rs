@@ -10,6 +10,7 @@ use super::corpus::Origin;
 use super::decider::Decider;
 use super::dialogues;
 use super::eval::Evaluation;
+use super::filter_judge;
 use super::real_dialogues;
 use super::train::{TrainOptions, audit_keywords, export_splits, train};
 use crate::cli::{Command, CorpusFlags, Failure, TrainFlags};
@@ -64,6 +65,13 @@ pub fn run(dir: &Path, command: Command) -> Result<(), Failure> {
         Command::AuditKeywords { data } => audit(dir, &data_only(data)),
         Command::ExportSplits { data, out } => export(dir, &data_only(data), &out),
         Command::ImportNginx { file, out } => import_nginx(dir, &file, &out),
+        Command::TrainFilterJudge {
+            train,
+            dev_clean,
+            dev_masked,
+            out,
+        } => filter_judge::train_command(dir, &train, &dev_clean, &dev_masked, &out)
+            .map_err(|e| Failure::Error(e.context("train-filter-judge"))),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod corpus;
 pub mod decider;
 pub mod dialogues;
 pub mod eval;
+pub mod filter_judge;
 pub mod fit;
 pub mod real_dialogues;
 pub mod thresholds;

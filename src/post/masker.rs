@@ -15,6 +15,7 @@
 
 use daachorse::CharwiseDoubleArrayAhoCorasick;
 
+use super::judge::MatchJudge;
 use super::segment::{self, Segmenter};
 use super::sound::Readings;
 use crate::text;
@@ -43,6 +44,7 @@ pub struct SensitiveMasker {
     /// The listed words by sound: toned and spoken patterns (value: positions).
     sound: Option<Sound>,
     segmenter: Option<Segmenter>,
+    judge: Option<MatchJudge>,
     settings: Settings,
 }
 
@@ -61,6 +63,8 @@ struct Hit {
     start: usize,
     end: usize,
     whitelist: bool,
+    /// Found by spelling, not by sound.
+    exact: bool,
 }
 
 /// The reply as the automata read it.
@@ -140,8 +144,24 @@ impl SensitiveMasker {
             },
             sound,
             segmenter: (settings.segmentation && any_sensitive).then(Segmenter::new),
+            judge: None,
             settings,
         })
+    }
+
+    /// Plain matches are then masked only when `judge` reads them as the listed word.
+    pub fn with_judge(mut self, judge: MatchJudge) -> SensitiveMasker {
+        self.judge = Some(judge);
+        self
+    }
+
+    /// A match spelled out as listed: Chinese characters, found by spelling, written one
+    /// after the other and not folded. Anything else is an evasion.
+    fn plain(s: &Stream, h: &Hit) -> bool {
+        let (first, last) = (s.at[h.start], s.at[h.end]);
+        h.exact
+            && last - first == h.end - h.start
+            && (first..=last).all(|i| segment::is_chinese(s.all[i]) && s.raw[i] == s.all[i])
     }
 
     fn stream(&self, text: &str) -> Stream {
@@ -185,6 +205,7 @@ impl SensitiveMasker {
                     start: i + 1 - len,
                     end: i,
                     whitelist,
+                    exact: whitelist_bit,
                 });
             }
         }
@@ -255,6 +276,7 @@ impl SensitiveMasker {
                         start: spoken[h.start].first,
                         end: spoken[h.end].last,
                         whitelist: false,
+                        exact: false,
                     });
                 }
             }
@@ -265,8 +287,12 @@ impl SensitiveMasker {
         let white: Vec<Hit> = hits.iter().copied().filter(|h| h.whitelist).collect();
         let mut starts: Option<Vec<bool>> = None;
         let mut masked = vec![false; s.all.len()];
+        // Spans the judge left: a match by sound over the same characters is the same word.
+        let mut exempt: Vec<(usize, usize)> = Vec::new();
         for h in hits.iter().filter(|h| !h.whitelist) {
-            if white.iter().any(|w| w.start <= h.start && h.end <= w.end) || !self.latin_word(&s, h)
+            if white.iter().any(|w| w.start <= h.start && h.end <= w.end)
+                || !self.latin_word(&s, h)
+                || exempt.contains(&(h.start, h.end))
             {
                 continue;
             }
@@ -277,6 +303,13 @@ impl SensitiveMasker {
                 if segment::straddled(&s.chars, starts, h.start, h.end) {
                     continue;
                 }
+            }
+            if let Some(judge) = &self.judge
+                && Self::plain(&s, h)
+                && judge.exempts(&s.all, s.at[h.start], s.at[h.end])
+            {
+                exempt.push((h.start, h.end));
+                continue;
             }
             // Mask from the first to the last character of the match, separators included.
             masked[s.at[h.start]..=s.at[h.end]]

@@ -2,6 +2,7 @@
 //! upstream bot, fallback). It masks sensitive words and provides the campaign text that
 //! templates splice in while a campaign's window is open.
 
+mod judge;
 mod masker;
 mod segment;
 mod sound;
@@ -10,7 +11,9 @@ use std::borrow::Cow;
 
 use jiff::Timestamp;
 
+pub use judge::{MatchJudge, features as judge_features};
 pub use masker::{SensitiveMasker, Settings};
+pub use segment::{Segmenter, is_chinese};
 
 use crate::config::PostConfig;
 
@@ -57,18 +60,22 @@ pub struct ReplyFilter {
 
 impl ReplyFilter {
     pub fn new(cfg: &PostConfig) -> anyhow::Result<ReplyFilter> {
+        let masker = SensitiveMasker::new(
+            &cfg.sensitive_words,
+            &cfg.whitelist,
+            Settings {
+                ignore_chars: cfg.ignore_chars.clone(),
+                ignore_symbols: cfg.ignore_symbols,
+                segmentation: cfg.segmentation,
+                homophones: cfg.homophones,
+                mask: cfg.mask_char,
+            },
+        )?;
         Ok(ReplyFilter {
-            masker: SensitiveMasker::new(
-                &cfg.sensitive_words,
-                &cfg.whitelist,
-                Settings {
-                    ignore_chars: cfg.ignore_chars.clone(),
-                    ignore_symbols: cfg.ignore_symbols,
-                    segmentation: cfg.segmentation,
-                    homophones: cfg.homophones,
-                    mask: cfg.mask_char,
-                },
-            )?,
+            masker: match &cfg.judge {
+                Some(j) => masker.with_judge(MatchJudge::new(j)),
+                None => masker,
+            },
             campaigns: Campaigns::new(cfg),
         })
     }
@@ -105,6 +112,7 @@ mod tests {
             ignore_symbols: false,
             segmentation: false,
             homophones: false,
+            judge: None,
             campaigns,
         }
     }

@@ -21,6 +21,12 @@ pub struct Segmenter {
     jieba: &'static Jieba,
 }
 
+impl Default for Segmenter {
+    fn default() -> Segmenter {
+        Segmenter::new()
+    }
+}
+
 impl Segmenter {
     pub fn new() -> Segmenter {
         Segmenter {
@@ -40,6 +46,23 @@ impl Segmenter {
         }
         starts[chars.len()] = true;
         starts
+    }
+
+    /// The segmentation of `chars` with jieba's part-of-speech tag of each word, as
+    /// (first character, character count, tag).
+    pub fn tagged(&self, chars: &[char]) -> Vec<(usize, usize, String)> {
+        let text: String = chars.iter().collect();
+        let mut at = 0;
+        self.jieba
+            .tag(&text, false)
+            .into_iter()
+            .map(|t| {
+                let n = t.word.chars().count();
+                let word = (at, n, t.tag.to_owned());
+                at += n;
+                word
+            })
+            .collect()
     }
 }
 

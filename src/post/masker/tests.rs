@@ -118,3 +118,33 @@ fn no_sensitive_words_means_no_automaton() {
     let m = SensitiveMasker::new(&[], &["爆款".into()], settings()).unwrap();
     assert_eq!(m.mask("爆款"), None);
 }
+
+#[test]
+fn the_judge_reads_plain_matches_only() {
+    let judge = MatchJudge::new(&crate::config::JudgeConfig {
+        bias: 2.0,
+        weights: vec![("w=微信|R1=支".into(), -5.0)],
+        exempt_below: 0.5,
+    });
+    let m = masker_with(Settings {
+        homophones: true,
+        ..settings()
+    })
+    .with_judge(judge);
+    assert_eq!(
+        m.mask("用微信支付"),
+        None,
+        "judged ordinary text, by spelling and by sound"
+    );
+    assert_eq!(m.mask("加微信"), Some("***".into()));
+    assert_eq!(
+        m.mask("用微 信支付"),
+        Some("用***支付".into()),
+        "separated: an evasion"
+    );
+    assert_eq!(
+        m.mask("用薇信支付"),
+        Some("用**支付".into()),
+        "by sound: an evasion"
+    );
+}
