@@ -14,6 +14,8 @@
 # `shared: true` on both, and the nginx tier runs lua-compat/kefu_limit.lua on the same
 # buckets in access_by_lua. SERVERS defaults to "nginx kefu kefu_local", and the table adds
 # kefu with shared buckets against kefu_local (requests/s ratio, added p99).
+# ACCESS_LOG=1: kefu runs with server.yaml's access_log (a file in the work directory) and
+# kefu_local without; SERVERS defaults to "kefu kefu_local" and the table gives their ratio.
 # SHARED_TIMEOUT_MS=50: both tiers' bound on one Redis check (see below).
 # SHARED_UNIX=1: both tiers reach that Redis over a unix socket instead of loopback TCP.
 # The three run in interleaved rounds (the starting server rotates each round), so a build
@@ -69,6 +71,8 @@ ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-64}
 SHARED=${SHARED:-}
 if [[ -n $SHARED ]]; then SERVERS=${SERVERS:-"nginx kefu kefu_local"}; fi
+ACCESS_LOG=${ACCESS_LOG:-}
+if [[ -n $ACCESS_LOG ]]; then SERVERS=${SERVERS:-"kefu kefu_local"}; fi
 SERVERS=${SERVERS:-"nginx ping kefu"}
 REDIS_PORT=6390
 # Each tier's bound on one Redis check. On this 2-core box Redis shares wrk's saturated
@@ -227,6 +231,14 @@ yaml.safe_dump(limits, open(path, "w"))
 PY
     # Relative paths of the copy (../models, the ONNX Runtime library) point back to the original.
     for f in "$KEFU_RUN_CONF"/*.yaml; do sed -i "s#: \.\./#: $ROOT/$KEFU_CONF/../#" "$f"; done
+fi
+if [[ -n $ACCESS_LOG ]]; then
+    if [[ $KEFU_RUN_CONF == "$KEFU_CONF" ]]; then
+        KEFU_RUN_CONF=$WORK/kefu-logged
+        cp -rL "$KEFU_CONF" "$KEFU_RUN_CONF"
+        for f in "$KEFU_RUN_CONF"/*.yaml; do sed -i "s#: \.\./#: $ROOT/$KEFU_CONF/../#" "$f"; done
+    fi
+    printf 'access_log:\n  path: %s/access.log\n' "$WORK" >>"$KEFU_RUN_CONF/server.yaml"
 fi
 
 # ------------------------------------------------------------------ server control
@@ -414,10 +426,12 @@ if [[ -z $skip_max ]]; then
     fi
     if has kefu && has kefu_local; then
         per_round=$(paste <(col kefu rps) <(col kefu_local rps) | awk '{ printf "%.3f\n", $1/$2 }')
-        printf 'kefu shared/local  %.2f  (median of per-round ratios %.2f; rounds: %s)   target >= 0.7\n' \
-            "$(calc "${MED[kefu]}/${MED[kefu_local]}")" "$(echo "$per_round" | median)" "$(echo $per_round)"
-        printf 'p99 added by the shared buckets: %.2f ms (median p99 shared - local)   target <= 1 ms\n' \
-            "$(calc "($(col kefu p99_us | median) - $(col kefu_local p99_us | median)) / 1000")"
+        what="shared buckets"; label="kefu shared/local "; target="target >= 0.7"; p99_target="target <= 1 ms"
+        [[ -z $SHARED && -n $ACCESS_LOG ]] && { what="access log"; label="kefu logged/not   "; target=""; p99_target=""; }
+        printf '%s %.2f  (median of per-round ratios %.2f; rounds: %s)   %s\n' "$label" \
+            "$(calc "${MED[kefu]}/${MED[kefu_local]}")" "$(echo "$per_round" | median)" "$(echo $per_round)" "$target"
+        printf 'p99 added by the %s: %.2f ms (median p99 kefu - kefu_local)   %s\n' "$what" \
+            "$(calc "($(col kefu p99_us | median) - $(col kefu_local p99_us | median)) / 1000")" "$p99_target"
     fi
     if has kefu && has ping; then
         per_round=$(paste <(col kefu rps) <(col ping rps) | awk '{ printf "%.3f\n", $1/$2 }')

@@ -5,13 +5,14 @@
 //! they share (`intent`, `text`, `template`, `config`); `pipeline` is the decision shared by
 //! the server and the CLI; `proxy` and `admin` are the Pingora services that wire the stages
 //! to HTTP; `state` holds the compiled configuration and swaps it on reload; `server` builds
-//! and runs the Pingora server (and `-t`).
+//! and runs the Pingora server (and `-t`); `access_log` writes one line per request.
 //!
 //! Offline: `offline` is everything that runs without the server (training the router,
 //! splits, evaluation, export, the CLI's other commands). It may import the serving modules;
 //! none of them imports it. `cli` is the command line both share. See DESIGN.md for the
 //! contracts.
 
+pub mod access_log;
 pub mod admin;
 pub mod api;
 pub mod cli;

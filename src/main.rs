@@ -1,4 +1,4 @@
-//! The `kefu-edge` binary: install the SIGHUP handler, parse flags, and hand over to the
+//! The `kefu-edge` binary: install the SIGHUP and SIGUSR1 handlers, parse flags, and hand over to the
 //! server (`server`) or to an offline command (`offline`); print what failed and exit 1.
 
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use kefu_edge::cli::{Cli, Failure};
-use kefu_edge::signals::HangupPipe;
+use kefu_edge::signals::{self, HangupPipe};
 use kefu_edge::{offline, server};
 
 fn main() -> ExitCode {
@@ -18,13 +18,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let reopen = match signals::install_reopen_flag() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("kefu-edge: cannot install the SIGUSR1 handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = if cli.test {
         server::check(&cli.conf)
     } else {
         match cli.command {
-            None => server::serve(&cli, hangup),
+            None => server::serve(&cli, hangup, reopen),
             Some(command) => offline::run(&cli.conf, command),
         }
     };

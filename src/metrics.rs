@@ -42,6 +42,7 @@ pub struct Metrics {
     limited: IntCounterVec,
     bad_requests: IntCounterVec,
     pub replies_masked: IntCounter,
+    pub access_log_dropped: IntCounter,
     upstream_failures: IntCounterVec,
     pub reloads_ok: IntCounter,
     pub reloads_failed: IntCounter,
@@ -227,6 +228,10 @@ impl Metrics {
             replies_masked: counter(
                 "kefu_post_replies_masked_total",
                 "Replies in which the reply filter masked sensitive words",
+            )?,
+            access_log_dropped: counter(
+                "kefu_access_log_dropped_total",
+                "Access log lines dropped because the writer was behind (never waited for)",
             )?,
             upstream_failures: counter_vec(
                 "kefu_upstream_failures_total",

@@ -5,7 +5,8 @@
 //! start inside those services, never here before `run_forever()` (which may fork).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -15,6 +16,7 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 use pingora::services::listening::Service;
 
+use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::cli::{Cli, Failure, load_config};
 use crate::config::{ModelConfig, ServerConfig};
@@ -49,7 +51,7 @@ fn check_listeners(cfg: &ServerConfig) -> Result<(), String> {
 
 /// Run the server on the configuration of `cli.conf` until Pingora stops it; returns only
 /// when it could not start.
-pub fn serve(cli: &Cli, hangup: HangupPipe) -> Result<(), Failure> {
+pub fn serve(cli: &Cli, hangup: HangupPipe, reopen: Arc<AtomicBool>) -> Result<(), Failure> {
     let config = load_config(&cli.conf)?;
     let metrics = Arc::new(Metrics::new().map_err(|e| e.context("metrics"))?);
     let server_cfg = config.server.clone();
@@ -63,6 +65,26 @@ pub fn serve(cli: &Cli, hangup: HangupPipe) -> Result<(), Failure> {
             return Err(anyhow::anyhow!("{}: model stage: {e}", cli.conf.display()).into());
         }
     };
+    // Like the model: its thread does not survive --daemon's fork, so there it starts after.
+    let access_log = Arc::new(OnceLock::new());
+    let start_log = {
+        let (cfg, dropped) = (
+            server_cfg.access_log.clone(),
+            metrics.access_log_dropped.clone(),
+        );
+        let (slot, reopen) = (Arc::clone(&access_log), reopen);
+        move || -> anyhow::Result<()> {
+            if let Some(cfg) = &cfg {
+                let log = AccessLog::start(cfg, Arc::clone(&reopen), dropped.clone())
+                    .map_err(|e| anyhow::anyhow!("access log {}: {e}", cfg.target))?;
+                let _ = slot.set(log);
+            }
+            Ok(())
+        }
+    };
+    if !cli.daemon {
+        start_log().map_err(|e| e.context(cli.conf.display().to_string()))?;
+    }
     let snapshot = Snapshot::build(config, 1, None, &metrics.limits)
         .map_err(|e| e.context(cli.conf.display().to_string()))?;
     first_health_checks(&snapshot);
@@ -91,6 +113,10 @@ pub fn serve(cli: &Cli, hangup: HangupPipe) -> Result<(), Failure> {
 
     if cli.daemon {
         server.add_service(background_service(
+            "access log",
+            StartAfterFork(Box::new(start_log)),
+        ));
+        server.add_service(background_service(
             "model stage",
             LoadModelAfterFork {
                 stage: Arc::clone(&model),
@@ -108,7 +134,7 @@ pub fn serve(cli: &Cli, hangup: HangupPipe) -> Result<(), Failure> {
 
     let mut chat = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        KefuProxy::new(Arc::clone(&state), Arc::clone(&metrics), model),
+        KefuProxy::new(Arc::clone(&state), Arc::clone(&metrics), model, access_log),
         "chat",
     );
     for addr in &server_cfg.chat_listen {
@@ -170,6 +196,18 @@ fn first_health_checks(snapshot: &Snapshot) {
 }
 
 /// Loads the model stage once the server runs (after the fork of --daemon).
+/// Work that must run in the daemon (after the fork), once.
+struct StartAfterFork(Box<dyn Fn() -> anyhow::Result<()> + Send + Sync>);
+
+#[async_trait]
+impl BackgroundService for StartAfterFork {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        if let Err(e) = (self.0)() {
+            log::error!("{e:#}");
+        }
+    }
+}
+
 struct LoadModelAfterFork {
     stage: Arc<ModelStage>,
     cfg: ModelConfig,

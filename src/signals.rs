@@ -1,4 +1,4 @@
-//! SIGHUP → reload.
+//! SIGHUP → reload; SIGUSR1 → reopen the access log (the logrotate convention).
 //!
 //! Pingora handles SIGQUIT/SIGTERM/SIGINT but not SIGHUP, whose default action kills the
 //! process. So `main` installs the handler first thing, before anything could receive the
@@ -32,6 +32,14 @@ impl HangupPipe {
     fn take(&self) -> Option<StdUnixStream> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
+}
+
+/// Set by SIGUSR1, cleared by the access log's writer when it reopened its file. Installed
+/// first thing in `main` like SIGHUP: SIGUSR1's default action ends the process.
+pub fn install_reopen_flag() -> std::io::Result<Arc<std::sync::atomic::AtomicBool>> {
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&flag))?;
+    Ok(flag)
 }
 
 pub struct ReloadOnHangup {

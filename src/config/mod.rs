@@ -7,6 +7,7 @@
 //! are reported against the line of the key they concern. All errors of all files are
 //! collected, so `kefu-edge -t` shows everything wrong at once, like `nginx -t`.
 
+mod access_log;
 mod dialog;
 mod edge;
 mod intents;
@@ -23,6 +24,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use access_log::{AccessLogConfig, LogTarget, LogText, UserKey};
 pub use dialog::{
     After, ClusterConfig, ContextConfig, DialogConfig, FollowUpIntent, FollowUpRule,
     MemoryStoreConfig, RedisConfig, RedisOptions, StoreConfig, StoreKind,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use super::ConfigError;
+use super::access_log::{self, AccessLogConfig, RawAccessLog};
 use super::source::Source;
 
 #[derive(Deserialize)]
@@ -23,6 +24,7 @@ pub struct RawServer {
     chat: RawChat,
     /// A file holding the admin API's bearer token (relative to this directory).
     admin_token_file: Option<String>,
+    access_log: Option<RawAccessLog>,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +124,8 @@ pub struct ServerConfig {
     /// Required by every admin route but `/healthz` when set; a non-loopback admin
     /// listener needs one.
     pub admin_token: Option<AdminToken>,
+    /// One JSON line per request; none when absent.
+    pub access_log: Option<AccessLogConfig>,
 }
 
 /// Caps on what `POST /v1/chat` accepts; they apply from the next request after a reload.
@@ -143,6 +147,7 @@ impl ServerConfig {
             || self.graceful_shutdown_timeout_seconds != other.graceful_shutdown_timeout_seconds
             || self.pid_file != other.pid_file
             || self.upgrade_sock != other.upgrade_sock
+            || AccessLogConfig::needs_restart(self.access_log.as_ref(), other.access_log.as_ref())
     }
 }
 
@@ -220,10 +225,14 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
             "chat.max_user_id_bytes must be 1..=1024",
         ));
     }
+    let access_log = raw
+        .access_log
+        .map(|a| access_log::validate(a, src, &mut errors));
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(ServerConfig {
+        access_log,
         chat_listen: raw.listen.chat,
         admin_listen: raw.listen.admin,
         threads: raw.threads,

@@ -13,8 +13,8 @@ use pingora::proxy::Session;
 use super::answer;
 use super::{KefuProxy, RequestCtx, respond};
 use crate::api::{self, ApiError, ChatRequest, Limits, TraceId};
-use crate::config::AnswerPolicy;
 use crate::config::AnswerUpstream;
+use crate::config::{AnswerPolicy, LogText};
 use crate::dialog::{self, Dialog, DialogState, Slots};
 use crate::intent::Intent;
 use crate::model::{ModelError, ModelInput};
@@ -103,6 +103,15 @@ impl KefuProxy {
             return self.refuse(session, ctx, &ApiError::from(limited)).await;
         }
         let trace_id = self.trace_ids.next();
+        if let Some(r) = ctx.record.as_mut() {
+            r.trace_id = Some(trace_id);
+            r.user_id = Some(request.user_id.to_string());
+            let log_text = snap.config.server.access_log.as_ref().map(|c| c.log_text);
+            if log_text == Some(LogText::Masked) {
+                r.text = Some(request.text.to_string());
+            }
+        }
+        let mut timer = StageTimer::start(ctx.record.is_some());
         let dialog = &snap.dialog;
         let now = jiff::Timestamp::now().as_second();
         // A state that could not be read is not written either: saving a fresh one would
@@ -112,6 +121,7 @@ impl KefuProxy {
         } else {
             None
         };
+        timer.lap("load");
         let turn_slots = Slots::extract(&request.text);
         let within = snap.pipeline.context().within_secs();
         let (recent, slots) = match &state {
@@ -135,6 +145,7 @@ impl KefuProxy {
             slots: &slots,
         };
         let answer = self.answer_message(snap, &request, &trace_id, &turn).await;
+        timer.lap("answer");
         self.metrics
             .answered(answer.source, answer.intent, answer.handoff);
         if answer.reply.masked() {
@@ -155,10 +166,42 @@ impl KefuProxy {
             if self.save_state(dialog, &request.user_id, state).await {
                 acknowledged = Some(state.turns);
             }
+            timer.lap("save");
+        }
+        if let Some(r) = ctx.record.as_mut() {
+            r.source = Some(answer.source.as_str());
+            r.intent = Some(answer.intent.as_str());
+            r.confidence = Some(answer.confidence);
+            r.handoff = answer.handoff.map(|h| h.as_str());
+            r.stages = timer.laps;
         }
         let header = acknowledged.map(|n| (TURN_HEADER, http::HeaderValue::from(n)));
         respond::json(session, 200, api::answer_json(&answer, &trace_id), header).await?;
         Ok(true)
+    }
+}
+
+/// Milliseconds per stage of a chat request, for the access log; reads no clock without one.
+struct StageTimer {
+    last: Option<std::time::Instant>,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl StageTimer {
+    fn start(enabled: bool) -> StageTimer {
+        StageTimer {
+            last: enabled.then(std::time::Instant::now),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, stage: &'static str) {
+        if let Some(last) = self.last {
+            let now = std::time::Instant::now();
+            self.laps
+                .push((stage, now.duration_since(last).as_secs_f64() * 1000.0));
+            self.last = Some(now);
+        }
     }
 }
 

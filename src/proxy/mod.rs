@@ -8,7 +8,7 @@ mod chat;
 mod respond;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -18,6 +18,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
+use crate::access_log::{AccessLog, Record, Request};
 use crate::api::{ApiError, TraceId, TraceIds};
 use crate::edge::ClientAddr;
 use crate::metrics::{Metrics, Route};
@@ -34,6 +35,8 @@ pub struct KefuProxy {
     connector: pingora::connectors::http::Connector,
     trace_ids: TraceIds,
     log_throttle: LogThrottle,
+    /// Set once at start (after the fork with --daemon) when server.yaml has `access_log`.
+    access_log: Arc<OnceLock<AccessLog>>,
 }
 
 /// Per-request state.
@@ -45,6 +48,8 @@ pub struct RequestCtx {
     snapshot: Option<Arc<Snapshot>>,
     pool: Option<Arc<Pool>>,
     trace_id: Option<TraceId>,
+    /// What the access log line will say; filled only when there is an access log.
+    record: Option<Record>,
 }
 
 impl KefuProxy {
@@ -52,6 +57,7 @@ impl KefuProxy {
         state: Arc<ArcSwap<Snapshot>>,
         metrics: Arc<Metrics>,
         model: Arc<ModelStage>,
+        access_log: Arc<OnceLock<AccessLog>>,
     ) -> KefuProxy {
         KefuProxy {
             state,
@@ -61,12 +67,21 @@ impl KefuProxy {
             connector: pingora::connectors::http::Connector::new(None),
             trace_ids: TraceIds::default(),
             log_throttle: LogThrottle::new(),
+            access_log,
         }
     }
 
     /// Answer with an error and log it (throttled: bad traffic must not flood the log).
     /// The caller has counted it under its own metric.
-    async fn refuse(&self, session: &mut Session, ctx: &RequestCtx, e: &ApiError) -> Result<bool> {
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        e: &ApiError,
+    ) -> Result<bool> {
+        if let Some(r) = ctx.record.as_mut() {
+            r.error = Some(e.code);
+        }
         respond::error(session, e).await?;
         if self.log_throttle.allow() {
             let ip = ctx
@@ -97,6 +112,7 @@ impl ProxyHttp for KefuProxy {
             snapshot: None,
             pool: None,
             trace_id: None,
+            record: self.access_log.get().map(|_| Record::default()),
         }
     }
 
@@ -193,6 +209,10 @@ impl ProxyHttp for KefuProxy {
         let trace_id = self.trace_ids.next();
         upstream_request.insert_header("x-request-id", trace_id.as_str())?;
         ctx.trace_id = Some(trace_id);
+        if let (Some(r), Some(pool)) = (ctx.record.as_mut(), &ctx.pool) {
+            r.trace_id = Some(trace_id);
+            r.upstream = Some(pool.name.clone());
+        }
         Ok(())
     }
 
@@ -237,8 +257,23 @@ impl ProxyHttp for KefuProxy {
         let status = session
             .response_written()
             .map_or(499, |r| r.status.as_u16());
-        self.metrics
-            .observe_request(ctx.route, status, ctx.start.elapsed().as_secs_f64());
+        let elapsed = ctx.start.elapsed().as_secs_f64();
+        self.metrics.observe_request(ctx.route, status, elapsed);
+        if let (Some(log), Some(record)) = (self.access_log.get(), &ctx.record) {
+            let snap = ctx.snapshot.get_or_insert_with(|| self.state.load_full());
+            if let Some(cfg) = &snap.config.server.access_log {
+                let head = session.req_header();
+                let req = Request {
+                    client: ctx.client.map(|c| c.ip),
+                    method: head.method.as_str(),
+                    path: head.uri.path(),
+                    route: ctx.route.as_str(),
+                    status,
+                    total_ms: elapsed * 1000.0,
+                };
+                log.log(cfg, &req, record);
+            }
+        }
     }
 }
 

@@ -1,0 +1,148 @@
+//! `server.yaml`'s `access_log`: one JSON line per request, without personal data in clear.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use super::source::Source;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    /// A file (relative to the configuration directory) or `stdout` (for journald).
+    path: String,
+    #[serde(default = "default_buffer")]
+    buffer_bytes: usize,
+    #[serde(default = "default_v4")]
+    client_prefix_v4: u8,
+    #[serde(default = "default_v6")]
+    client_prefix_v6: u8,
+    user_key_file: Option<PathBuf>,
+    #[serde(default)]
+    log_text: LogText,
+}
+
+fn default_buffer() -> usize {
+    4 << 20
+}
+
+fn default_v4() -> u8 {
+    24
+}
+
+fn default_v6() -> u8 {
+    48
+}
+
+/// Where the lines go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogTarget {
+    File(PathBuf),
+    Stdout,
+}
+
+impl std::fmt::Display for LogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogTarget::File(p) => write!(f, "{}", p.display()),
+            LogTarget::Stdout => f.write_str("stdout"),
+        }
+    }
+}
+
+/// Whether the shopper's text is written: never (the default), or with phone numbers, order
+/// numbers, ID numbers and addresses masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogText {
+    #[default]
+    Off,
+    Masked,
+}
+
+/// The key user ids are hashed with. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserKey(pub Vec<u8>);
+
+impl std::fmt::Debug for UserKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UserKey({} bytes)", self.0.len())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogConfig {
+    pub target: LogTarget,
+    /// Bytes of lines waiting for the writer (written out every 50 ms); a line beyond this
+    /// is dropped and counted, never waited for.
+    pub buffer_bytes: usize,
+    /// Client addresses are written truncated to these prefixes (32 / 128: whole).
+    pub client_prefix_v4: u8,
+    pub client_prefix_v6: u8,
+    /// With no key file, a random key per process: user hashes join within a run only.
+    pub user_key: Option<UserKey>,
+    pub log_text: LogText,
+}
+
+impl AccessLogConfig {
+    /// Whether `other` differs in what the writer is started with (read at start-up).
+    pub fn needs_restart(a: Option<&Self>, b: Option<&Self>) -> bool {
+        let start = |c: Option<&Self>| c.map(|c| (c.target.clone(), c.buffer_bytes));
+        start(a) != start(b)
+    }
+}
+
+/// The shortest user key accepted.
+const MIN_KEY_BYTES: usize = 16;
+
+pub fn validate(raw: RawAccessLog, src: &Source, errors: &mut Vec<ConfigError>) -> AccessLogConfig {
+    let target = match raw.path.as_str() {
+        "stdout" | "-" => LogTarget::Stdout,
+        p => LogTarget::File(src.resolve(std::path::Path::new(p))),
+    };
+    if raw.buffer_bytes < 4096 || raw.buffer_bytes > 1 << 30 {
+        errors.push(src.error_at(
+            "buffer_bytes",
+            "access_log.buffer_bytes must be 4096..=1073741824",
+        ));
+    }
+    if raw.client_prefix_v4 > 32 || raw.client_prefix_v6 > 128 {
+        errors.push(src.error_at(
+            "client_prefix_v4",
+            "access_log.client_prefix_v4 must be 0..=32 and client_prefix_v6 0..=128",
+        ));
+    }
+    let user_key = raw.user_key_file.and_then(|f| {
+        let path = src.resolve(&f);
+        match std::fs::read(&path) {
+            Ok(k) if k.trim_ascii().len() >= MIN_KEY_BYTES => {
+                Some(UserKey(k.trim_ascii().to_vec()))
+            }
+            Ok(_) => {
+                let why = format!(
+                    "access_log.user_key_file: the key in {} is shorter than {MIN_KEY_BYTES} bytes",
+                    path.display()
+                );
+                errors.push(src.error_at("user_key_file", why));
+                None
+            }
+            Err(e) => {
+                let why = format!(
+                    "access_log.user_key_file: cannot read {}: {e}",
+                    path.display()
+                );
+                errors.push(src.error_at("user_key_file", why));
+                None
+            }
+        }
+    });
+    AccessLogConfig {
+        target,
+        buffer_bytes: raw.buffer_bytes,
+        client_prefix_v4: raw.client_prefix_v4,
+        client_prefix_v6: raw.client_prefix_v6,
+        user_key,
+        log_text: raw.log_text,
+    }
+}
