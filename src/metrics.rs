@@ -151,6 +151,10 @@ impl Metrics {
                 "Time a request waited for its batch to start",
                 LATENCY_BUCKETS,
             )?,
+            swaps: counter(
+                "kefu_model_swaps_total",
+                "Model deployments published (versions loaded, swapped, promoted or rolled back)",
+            )?,
         };
         let dialog_seconds = HistogramVec::new(
             HistogramOpts::new(
@@ -161,7 +165,7 @@ impl Metrics {
             &["op", "store"],
         )?;
         registry.register(Box::new(dialog_seconds.clone()))?;
-        Ok(Metrics {
+        let m = Metrics {
             dialog_errors: counter_vec(
                 "kefu_dialog_store_errors_total",
                 "Dialogue-state operations that failed (the message was answered without context, or its turn not acknowledged), by operation, store and reason",
@@ -255,7 +259,39 @@ impl Metrics {
                 "1 if the last reload attempt succeeded (or none was made), 0 if it was refused",
             )?,
             registry,
-        })
+        };
+        m.zero_known_series();
+        Ok(m)
+    }
+
+    /// Series whose labels are known in advance start at 0, so a dashboard shows "none yet"
+    /// instead of "no data" (and a test can check that the dashboard's metrics exist).
+    fn zero_known_series(&self) {
+        use crate::edge::DenyReason;
+        use crate::limits::LimitKind;
+        for r in [
+            DenyReason::ClientIp,
+            DenyReason::UserAgent,
+            DenyReason::EmptyUserAgent,
+        ] {
+            self.edge_denied.with_label_values(&[r.as_str()]);
+        }
+        for k in [LimitKind::Global, LimitKind::ClientIp, LimitKind::User] {
+            self.limited.with_label_values(&[k.as_str()]);
+        }
+        for result in ["allowed", "limited", "error"] {
+            self.limits.shared_checks.with_label_values(&[result]);
+        }
+        for result in ["allowed", "limited"] {
+            self.limits.fallbacks.with_label_values(&[result]);
+        }
+        for op in ["load", "save"] {
+            for store in ["memory", "redis", "cluster"] {
+                for reason in ["unavailable", "not_replicated", "corrupt"] {
+                    self.dialog_errors.with_label_values(&[op, store, reason]);
+                }
+            }
+        }
     }
 
     pub fn observe_request(&self, route: Route, status: u16, seconds: f64) {

@@ -48,6 +48,8 @@ pub struct BatchMetrics {
     pub batch_size: Histogram,
     pub inference_seconds: Histogram,
     pub queue_seconds: Histogram,
+    /// Deployments published (a version loaded, swapped, promoted or rolled back).
+    pub swaps: prometheus::IntCounter,
 }
 
 impl BatchMetrics {
@@ -60,6 +62,8 @@ impl BatchMetrics {
             batch_size: h("batch_size"),
             inference_seconds: h("inference_seconds"),
             queue_seconds: h("queue_seconds"),
+            swaps: prometheus::IntCounter::new("swaps", "swaps")
+                .unwrap_or_else(|_| unreachable!("static counter options are valid")),
         }
     }
 }

@@ -126,6 +126,7 @@ impl ModelStage {
         let result = self.build(cfg, &mut report).map(|deployment| {
             if deployment.is_some() {
                 log::info!("model stage serving {}", report.versions.join(", "));
+                self.metrics.swaps.inc();
             }
             self.current.store(deployment.map(Arc::new));
         });
