@@ -56,13 +56,19 @@ pub fn serve(cli: &Cli, hangup: HangupPipe, reopen: Arc<AtomicBool>) -> Result<(
     let metrics = Arc::new(Metrics::new().map_err(|e| e.context("metrics"))?);
     let server_cfg = config.server.clone();
     let model_cfg = config.model.clone();
-    // Loaded before listening, so the first request finds it. Threads do not survive the
-    // fork of --daemon: there it is only checked here and loaded again after the fork.
-    let model = match ModelStage::start(&model_cfg, metrics.model_batch.clone()) {
-        Ok(stage) if !cli.daemon => Arc::new(stage),
-        Ok(_) => Arc::new(ModelStage::disabled(metrics.model_batch.clone())),
-        Err(e) => {
-            return Err(anyhow::anyhow!("{}: model stage: {e}", cli.conf.display()).into());
+    // Loaded before listening, so the first request finds it. With --daemon it is loaded
+    // only after the fork, and ONNX Runtime is not even opened before it: threads do not
+    // survive a fork, and the runtime's exit handlers, run by the fork's intermediate process
+    // when it exits, wait for its threads forever (the launcher never returned). The
+    // configuration check has already seen the model files and the library.
+    let model = if cli.daemon {
+        Arc::new(ModelStage::disabled(metrics.model_batch.clone()))
+    } else {
+        match ModelStage::start(&model_cfg, metrics.model_batch.clone()) {
+            Ok(stage) => Arc::new(stage),
+            Err(e) => {
+                return Err(anyhow::anyhow!("{}: model stage: {e}", cli.conf.display()).into());
+            }
         }
     };
     // Like the model: its thread does not survive --daemon's fork, so there it starts after.
