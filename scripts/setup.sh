@@ -12,6 +12,8 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v curl >/dev/null || need+=(curl)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
+# ss: the binary-upgrade helper (systemd/kefu-edge-upgrade) waits for the upgrade socket with it.
+command -v ss >/dev/null || need+=(iproute2)
 # The shared-limits test runs the OpenResty tier of lua-compat/demo (a real nginx + Lua);
 # without these packages that one test says why it skips, so a failed install is not fatal.
 lua_tier=()

@@ -26,7 +26,12 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // pingora-load-balancing logs every health change with the peer's options in Debug;
+    // `upstream` logs one line per change instead.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,pingora_load_balancing=error"),
+    )
+    .init();
     let result = if cli.test {
         server::check(&cli.conf)
     } else {

@@ -90,7 +90,22 @@ impl Pool {
             }
             *next = now + self.config.health_check.interval;
         }
-        self.lb.backends().run_health_check(true).await;
+        let backends = self.lb.backends();
+        let before: Vec<(Backend, bool)> = backends
+            .get_backend()
+            .iter()
+            .map(|b| (b.clone(), backends.ready(b)))
+            .collect();
+        backends.run_health_check(true).await;
+        // One line per change (pingora's own line, silenced in `main`, dumps the peer's
+        // options with Debug).
+        for (b, was) in before {
+            match (was, backends.ready(&b)) {
+                (true, false) => log::warn!("upstream pool {}: {} is down", self.name, b.addr),
+                (false, true) => log::info!("upstream pool {}: {} is up", self.name, b.addr),
+                _ => {}
+            }
+        }
     }
 }
 

@@ -225,6 +225,14 @@ fn a_backend_down_at_start_is_out_before_the_first_request() {
         statuses, [200; 4],
         "round robin never tried the silent backend"
     );
+    // One line names the problem; no Debug dump of the peer's options.
+    let log = server.log_text();
+    let down = format!(
+        "upstream pool web: {} is down",
+        silent.local_addr().unwrap()
+    );
+    assert!(log.contains(&down), "{log}");
+    assert!(!log.contains("PeerOptions"), "{log}");
     drop(silent);
 }
 
