@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-pub use request::{ChatRequest, Limits, parse_chat};
+pub use request::{ChatRequest, Limits, check_head, parse_chat};
 
 use crate::pipeline::{Answer, Reply};
 

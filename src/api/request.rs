@@ -30,6 +30,52 @@ pub struct Limits {
 /// Optional fields are short identifiers.
 const MAX_AUX_BYTES: usize = 128;
 
+/// The request's head against the client caps, before anything else looks at it: a request
+/// target longer than a header line may be gets 414, a longer header line or more header
+/// bytes in all 431 (nginx answers 414 and 400 "Request Header Or Cookie Too Large").
+pub fn check_head(
+    target: &[u8],
+    headers: &http::HeaderMap,
+    caps: &crate::config::ClientCaps,
+) -> Result<(), ApiError> {
+    if target.len() > caps.max_header_line_bytes {
+        return Err(ApiError::new(
+            414,
+            "uri_too_long",
+            format!(
+                "request target is longer than {} bytes",
+                caps.max_header_line_bytes
+            ),
+        ));
+    }
+    let mut total = target.len();
+    for (name, value) in headers {
+        let line = name.as_str().len() + value.len();
+        if line > caps.max_header_line_bytes {
+            return Err(ApiError::new(
+                431,
+                "header_too_large",
+                format!(
+                    "header `{name}` is longer than {} bytes",
+                    caps.max_header_line_bytes
+                ),
+            ));
+        }
+        total += line;
+    }
+    if total > caps.max_header_bytes {
+        return Err(ApiError::new(
+            431,
+            "headers_too_large",
+            format!(
+                "headers are larger than {} bytes in all",
+                caps.max_header_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Parse and validate a request body.
 pub fn parse_chat<'a>(body: &'a [u8], limits: Limits) -> Result<ChatRequest<'a>, ApiError> {
     let text = std::str::from_utf8(body).map_err(|e| {
@@ -173,6 +219,31 @@ mod tests {
 
     fn err(body: &[u8]) -> ApiError {
         parse_chat(body, LIMITS).unwrap_err()
+    }
+
+    #[test]
+    fn head_caps_name_what_is_too_large() {
+        let caps = crate::config::ClientCaps {
+            max_header_line_bytes: 16,
+            max_header_bytes: 40,
+        };
+        let mut h = http::HeaderMap::new();
+        h.insert("host", http::HeaderValue::from_static("t"));
+        assert!(check_head(b"/v1/chat", &h, &caps).is_ok());
+        assert_eq!(check_head(&[b'a'; 17], &h, &caps).unwrap_err().status, 414);
+        h.insert("x-long", http::HeaderValue::from_static("0123456789abcdef"));
+        assert_eq!(
+            check_head(b"/", &h, &caps).unwrap_err().code,
+            "header_too_large"
+        );
+        h.remove("x-long");
+        for name in ["x-a", "x-b", "x-c", "x-d"] {
+            h.insert(name, http::HeaderValue::from_static("0123456"));
+        }
+        assert_eq!(
+            check_head(b"/", &h, &caps).unwrap_err().code,
+            "headers_too_large"
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub use model::{
 };
 pub use post::{CampaignConfig, JudgeConfig, PostConfig};
 pub use router::{QualityGate, RouterConfig};
-pub use server::{ChatApiConfig, ServerConfig};
+pub use server::{ChatApiConfig, ClientCaps, ServerConfig};
 pub use upstreams::{
     BackendConfig, HealthCheckConfig, HealthCheckKind, PoolConfig, RouteConfig, UpstreamsConfig,
 };

@@ -22,6 +22,8 @@ pub struct RawServer {
     upgrade_sock: String,
     #[serde(default)]
     chat: RawChat,
+    #[serde(default)]
+    client: RawClient,
     /// A file holding the admin API's bearer token (relative to this directory).
     admin_token_file: Option<String>,
     access_log: Option<RawAccessLog>,
@@ -95,6 +97,23 @@ impl Default for RawChat {
     }
 }
 
+/// Caps on what any client sends before its body (nginx: large_client_header_buffers).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawClient {
+    max_header_line_bytes: usize,
+    max_header_bytes: usize,
+}
+
+impl Default for RawClient {
+    fn default() -> Self {
+        RawClient {
+            max_header_line_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+        }
+    }
+}
+
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -121,6 +140,7 @@ pub struct ServerConfig {
     pub pid_file: String,
     pub upgrade_sock: String,
     pub chat: ChatApiConfig,
+    pub client: ClientCaps,
     /// Required by every admin route but `/healthz` when set; a non-loopback admin
     /// listener needs one.
     pub admin_token: Option<AdminToken>,
@@ -135,6 +155,17 @@ pub struct ChatApiConfig {
     pub max_body_bytes: usize,
     pub max_text_chars: usize,
     pub max_user_id_bytes: usize,
+}
+
+/// What any request may send before its body, checked first on every request (nginx's
+/// `large_client_header_buffers 4 8k`): a longer request target gets 414, a longer header
+/// line or more header bytes in all 431, both as JSON. Reloadable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientCaps {
+    /// The request target, and each header's name and value together.
+    pub max_header_line_bytes: usize,
+    /// The request target and every header's name and value.
+    pub max_header_bytes: usize,
 }
 
 impl ServerConfig {
@@ -225,6 +256,20 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
             "chat.max_user_id_bytes must be 1..=1024",
         ));
     }
+    let client = raw.client;
+    if client.max_header_line_bytes < 256 || client.max_header_line_bytes > client.max_header_bytes
+    {
+        errors.push(src.error_at(
+            "max_header_line_bytes",
+            "client.max_header_line_bytes must be at least 256 and at most max_header_bytes",
+        ));
+    }
+    if client.max_header_bytes > 1024 * 1024 {
+        errors.push(src.error_at(
+            "max_header_bytes",
+            "client.max_header_bytes must be at most 1048576 (pingora reads no more)",
+        ));
+    }
     let access_log = raw
         .access_log
         .map(|a| access_log::validate(a, src, &mut errors));
@@ -241,6 +286,10 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
         pid_file: raw.pid_file,
         upgrade_sock: raw.upgrade_sock,
         admin_token,
+        client: ClientCaps {
+            max_header_line_bytes: client.max_header_line_bytes,
+            max_header_bytes: client.max_header_bytes,
+        },
         chat: ChatApiConfig {
             path: chat.path,
             max_body_bytes: chat.max_body_bytes,

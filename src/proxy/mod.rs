@@ -19,7 +19,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::access_log::{AccessLog, Record, Request};
-use crate::api::{ApiError, TraceId, TraceIds};
+use crate::api::{self, ApiError, TraceId, TraceIds};
 use crate::edge::ClientAddr;
 use crate::metrics::{Metrics, Route};
 use crate::model::ModelStage;
@@ -118,6 +118,12 @@ impl ProxyHttp for KefuProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.state.load_full();
+        let head = session.req_header();
+        if let Err(e) = api::check_head(head.raw_path(), &head.headers, &snap.config.server.client)
+        {
+            self.metrics.bad_request(e.code);
+            return self.refuse(session, ctx, &e).await;
+        }
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())

@@ -1,0 +1,199 @@
+//! The bad-input matrix against the real binary: each hostile or broken request gets its
+//! documented status (README, "The chat API": errors), as JSON where kefu-edge answers it, and
+//! the process keeps serving afterwards.
+
+mod common;
+
+use common::{Conf, Server, UA, request};
+
+/// A raw POST to /v1/chat with these extra header lines and this body.
+fn post_raw(server: &Server, extra: &str, body: &[u8]) -> std::io::Result<common::Response> {
+    request(
+        server.chat,
+        &format!(
+            "POST /v1/chat HTTP/1.1\nHost: t\nUser-Agent: {UA}\nContent-Length: {}\nConnection: close\n{extra}",
+            body.len()
+        ),
+        body,
+    )
+}
+
+/// The status and, for a JSON error, its code.
+fn outcome(r: &common::Response) -> (u16, String) {
+    let code = serde_json::from_slice::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (r.status, code)
+}
+
+#[test]
+fn every_bad_input_gets_its_status_and_the_process_lives_on() {
+    let conf = Conf::new();
+    let server = Server::start(&conf);
+    let json = "Content-Type: application/json\n";
+    let deep = format!(
+        "{{\"user_id\":\"u\",\"text\":\"在吗\",\"x\":{}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let long_text = format!(
+        "{{\"user_id\":\"u\",\"text\":\"{}\"}}",
+        "退".repeat(100_000)
+    );
+    let mut invalid_utf8 = br#"{"user_id":"u","text":"#.to_vec();
+    invalid_utf8.extend_from_slice(b"\"\xff\xfe\xc3\x28\"}");
+    let cases: Vec<(&str, String, Vec<u8>, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            json.into(),
+            b"{not json".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "truncated JSON",
+            json.into(),
+            br#"{"user_id":"u","te"#.to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "deeply nested JSON",
+            json.into(),
+            deep.into_bytes(),
+            413,
+            "body_too_large",
+        ),
+        // Unknown fields are skipped without recursion, however deep: answered.
+        (
+            "deeply nested unknown field, under the body cap",
+            json.into(),
+            format!(
+                "{{\"user_id\":\"u\",\"text\":\"在吗\",\"x\":{}{}}}",
+                "[".repeat(4_000),
+                "]".repeat(4_000)
+            )
+            .into_bytes(),
+            200,
+            "",
+        ),
+        (
+            "invalid UTF-8",
+            json.into(),
+            invalid_utf8,
+            400,
+            "invalid_utf8",
+        ),
+        (
+            "NUL and control characters",
+            json.into(),
+            r#"{"user_id":"u","text":"\u0000\u0007退款\u001b"}"#
+                .as_bytes()
+                .to_vec(),
+            200,
+            "",
+        ),
+        (
+            "100k-character text",
+            json.into(),
+            long_text.into_bytes(),
+            413,
+            "body_too_large",
+        ),
+        (
+            "wrong content type, JSON body",
+            "Content-Type: text/plain\n".into(),
+            r#"{"user_id":"u","text":"怎么退款"}"#.as_bytes().to_vec(),
+            200,
+            "",
+        ),
+        (
+            "wrong content type, form body",
+            "Content-Type: application/x-www-form-urlencoded\n".into(),
+            b"user_id=u&text=hi".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "64 KB header",
+            format!("X-Big: {}\n", "a".repeat(64 * 1024)),
+            r#"{"user_id":"u","text":"在吗"}"#.as_bytes().to_vec(),
+            431,
+            "header_too_large",
+        ),
+        (
+            "200 headers of 1 KB (each fine, too many bytes in all)",
+            (0..200)
+                .map(|i| format!("X-H{i}: {}\n", "b".repeat(1000)))
+                .collect(),
+            r#"{"user_id":"u","text":"在吗"}"#.as_bytes().to_vec(),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, extra, body, status, code) in &cases {
+        match post_raw(&server, extra, body) {
+            Ok(r) if outcome(&r) == (*status, code.to_string()) => {}
+            Ok(r) => wrong.push(format!(
+                "{name}: got {:?}, want ({status}, {code:?})",
+                outcome(&r)
+            )),
+            Err(e) => wrong.push(format!("{name}: {e}")),
+        }
+        assert_eq!(
+            server.health()["status"],
+            "ok",
+            "{name} took the server down"
+        );
+    }
+
+    // A 10 MB body is refused by its declared length, before it is read.
+    let big = request(
+        server.chat,
+        &format!(
+            "POST /v1/chat HTTP/1.1\nHost: t\nUser-Agent: {UA}\nContent-Length: 10485760\nConnection: close\n"
+        ),
+        b"{",
+    );
+    match big {
+        Ok(r) if outcome(&r) == (413, "body_too_large".into()) => {}
+        other => wrong.push(format!("10 MB body: {other:?}")),
+    }
+    // A 16 KB URL: 414 as JSON. A 64 KB one is past what the http crate parses as a URI
+    // (65,534 bytes): pingora answers 400 itself, with no body.
+    for (len, want) in [(16 * 1024, (414, "uri_too_long")), (64 * 1024, (400, ""))] {
+        let url = request(
+            server.chat,
+            &format!(
+                "GET /{} HTTP/1.1\nHost: t\nUser-Agent: {UA}\nConnection: close\n",
+                "u".repeat(len)
+            ),
+            b"",
+        );
+        match url {
+            Ok(r) if outcome(&r) == (want.0, want.1.into()) => {}
+            other => wrong.push(format!("{len}-byte URL: {other:?}")),
+        }
+    }
+    // 1,000 headers: more than pingora parses (256); it answers 400 itself, or closes.
+    let many = request(
+        server.chat,
+        &format!(
+            "GET /v1/chat HTTP/1.1\nHost: t\nUser-Agent: {UA}\nConnection: close\n{}",
+            (0..1000).map(|i| format!("X-{i}: 1\n")).collect::<String>()
+        ),
+        b"",
+    );
+    if let Ok(r) = &many
+        && r.status != 400
+    {
+        wrong.push(format!("1,000 headers: status {}", r.status));
+    }
+
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_eq!(server.health()["status"], "ok");
+    let r = server.chat("after", "怎么申请退款");
+    assert_eq!(r.status, 200, "the server still answers");
+}
