@@ -197,3 +197,45 @@ fn every_bad_input_gets_its_status_and_the_process_lives_on() {
     let r = server.chat("after", "怎么申请退款");
     assert_eq!(r.status, 200, "the server still answers");
 }
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
+    use std::io::{BufReader, Read, Write};
+    use std::time::{Duration, Instant};
+
+    let conf = Conf::new();
+    let server_yaml = conf.read("server.yaml");
+    conf.write(
+        "server.yaml",
+        &format!("{server_yaml}client:\n  keepalive_timeout: 1s\n"),
+    );
+    let server = Server::start(&conf);
+    let body = common::chat_body("ka", "在吗");
+    let head = format!(
+        "POST /v1/chat HTTP/1.1\r\nHost: t\r\nUser-Agent: {UA}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(server.chat).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    for _ in 0..2 {
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        let r = common::read_response(&mut reader).expect("kept alive");
+        assert_eq!(r.status, 200);
+    }
+    // Idle past the timeout: the server closes its end (the read sees end of file).
+    let idle = Instant::now();
+    let mut rest = Vec::new();
+    let n = reader
+        .read_to_end(&mut rest)
+        .expect("closed, not timed out");
+    assert_eq!(n, 0);
+    let waited = idle.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
+        "closed after {waited:?}"
+    );
+}

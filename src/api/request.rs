@@ -226,6 +226,7 @@ mod tests {
         let caps = crate::config::ClientCaps {
             max_header_line_bytes: 16,
             max_header_bytes: 40,
+            keepalive_timeout_secs: 75,
         };
         let mut h = http::HeaderMap::new();
         h.insert("host", http::HeaderValue::from_static("t"));

@@ -103,6 +103,8 @@ impl Default for RawChat {
 struct RawClient {
     max_header_line_bytes: usize,
     max_header_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    keepalive_timeout: std::time::Duration,
 }
 
 impl Default for RawClient {
@@ -110,6 +112,7 @@ impl Default for RawClient {
         RawClient {
             max_header_line_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
+            keepalive_timeout: std::time::Duration::from_secs(75),
         }
     }
 }
@@ -166,6 +169,9 @@ pub struct ClientCaps {
     pub max_header_line_bytes: usize,
     /// The request target and every header's name and value.
     pub max_header_bytes: usize,
+    /// Whole seconds an idle keep-alive connection is kept (nginx's keepalive_timeout, 75 s);
+    /// Pingora's own default keeps it for ever.
+    pub keepalive_timeout_secs: u64,
 }
 
 impl ServerConfig {
@@ -264,6 +270,12 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
             "client.max_header_line_bytes must be at least 256 and at most max_header_bytes",
         ));
     }
+    if client.keepalive_timeout.as_secs() == 0 || client.keepalive_timeout.as_secs() > 3600 {
+        errors.push(src.error_at(
+            "keepalive_timeout",
+            "client.keepalive_timeout must be 1s..=1h (whole seconds)",
+        ));
+    }
     if client.max_header_bytes > 1024 * 1024 {
         errors.push(src.error_at(
             "max_header_bytes",
@@ -289,6 +301,7 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
         client: ClientCaps {
             max_header_line_bytes: client.max_header_line_bytes,
             max_header_bytes: client.max_header_bytes,
+            keepalive_timeout_secs: client.keepalive_timeout.as_secs(),
         },
         chat: ChatApiConfig {
             path: chat.path,

@@ -124,6 +124,11 @@ impl ProxyHttp for KefuProxy {
             self.metrics.bad_request(e.code);
             return self.refuse(session, ctx, &e).await;
         }
+        // Bound an idle keep-alive connection (on only where the client keeps it alive).
+        let downstream = session.as_downstream_mut();
+        if downstream.get_keepalive().is_some() {
+            downstream.set_keepalive(Some(snap.config.server.client.keepalive_timeout_secs));
+        }
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
