@@ -101,6 +101,25 @@ pub fn validate(raw: RawAccessLog, src: &Source, errors: &mut Vec<ConfigError>) 
         "stdout" | "-" => LogTarget::Stdout,
         p => LogTarget::File(src.resolve(std::path::Path::new(p))),
     };
+    // Like `nginx -t`, but without creating anything: an existing file must open for
+    // appending, a new one needs its directory.
+    if let LogTarget::File(path) = &target {
+        let problem = if path.exists() {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .err()
+                .map(|e| format!("cannot append to {}: {e}", path.display()))
+        } else {
+            match path.parent() {
+                Some(dir) if dir.is_dir() => None,
+                _ => Some(format!("no directory for {}", path.display())),
+            }
+        };
+        if let Some(why) = problem {
+            errors.push(src.error_at("path", format!("access_log.path: {why}")));
+        }
+    }
     if raw.buffer_bytes < 4096 || raw.buffer_bytes > 1 << 30 {
         errors.push(src.error_at(
             "buffer_bytes",
@@ -144,5 +163,45 @@ pub fn validate(raw: RawAccessLog, src: &Source, errors: &mut Vec<ConfigError>) 
         client_prefix_v6: raw.client_prefix_v6,
         user_key,
         log_text: raw.log_text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::server::validate as validate_server;
+    use std::path::Path;
+
+    fn check(text: &str) -> Result<crate::config::ServerConfig, Vec<ConfigError>> {
+        Source::check_text(Path::new("/tmp"), "server.yaml", text, validate_server)
+    }
+
+    #[test]
+    fn the_log_path_must_be_writable_and_the_key_long_enough() {
+        let listen = "listen: {chat: ['127.0.0.1:8080'], admin: ['127.0.0.1:9901']}\n";
+        let e = check(&format!(
+            "{listen}access_log: {{path: /nonexistent/dir/a.log}}\n"
+        ))
+        .unwrap_err();
+        assert!(e[0].reason.contains("no directory"), "{e:?}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("short.key"), "abc").unwrap();
+        let e = check(&format!(
+            "{listen}access_log: {{path: {}/a.log, user_key_file: {}/short.key}}\n",
+            dir.path().display(),
+            dir.path().display()
+        ))
+        .unwrap_err();
+        assert!(e[0].reason.contains("shorter than"), "{e:?}");
+        let c = check(&format!(
+            "{listen}access_log: {{path: {}/a.log, log_text: masked}}\n",
+            dir.path().display()
+        ))
+        .unwrap();
+        let log = c.access_log.unwrap();
+        assert_eq!(log.log_text, LogText::Masked);
+        assert_eq!(log.buffer_bytes, 4 << 20);
+        assert!(!dir.path().join("a.log").exists(), "-t creates nothing");
+        assert!(check(&format!("{listen}access_log: {{path: stdout}}\n")).is_ok());
     }
 }
