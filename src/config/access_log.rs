@@ -133,28 +133,11 @@ pub fn validate(raw: RawAccessLog, src: &Source, errors: &mut Vec<ConfigError>) 
         ));
     }
     let user_key = raw.user_key_file.and_then(|f| {
-        let path = src.resolve(&f);
-        match std::fs::read(&path) {
-            Ok(k) if k.trim_ascii().len() >= MIN_KEY_BYTES => {
-                Some(UserKey(k.trim_ascii().to_vec()))
-            }
-            Ok(_) => {
-                let why = format!(
-                    "access_log.user_key_file: the key in {} is shorter than {MIN_KEY_BYTES} bytes",
-                    path.display()
-                );
-                errors.push(src.error_at("user_key_file", why));
-                None
-            }
-            Err(e) => {
-                let why = format!(
-                    "access_log.user_key_file: cannot read {}: {e}",
-                    path.display()
-                );
-                errors.push(src.error_at("user_key_file", why));
-                None
-            }
-        }
+        let label = "access_log.user_key_file";
+        src.read_secret("user_key_file", label, "key", &f, MIN_KEY_BYTES)
+            .map(UserKey)
+            .map_err(|e| errors.push(e))
+            .ok()
     });
     AccessLogConfig {
         target,

@@ -203,28 +203,16 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
             }
         }
     }
-    let admin_token = match &raw.admin_token_file {
-        Some(f) => {
-            let path = src.resolve(std::path::Path::new(f));
-            match std::fs::read_to_string(&path) {
-                Ok(t) if t.trim().len() >= MIN_TOKEN_BYTES => Some(AdminToken(t.trim().to_owned())),
-                Ok(_) => {
-                    let why = format!(
-                        "admin_token_file: the token in {} is shorter than {MIN_TOKEN_BYTES} bytes",
-                        path.display()
-                    );
-                    errors.push(src.error_at("admin_token_file", why));
-                    None
-                }
-                Err(e) => {
-                    let why = format!("admin_token_file: cannot read {}: {e}", path.display());
-                    errors.push(src.error_at("admin_token_file", why));
-                    None
-                }
-            }
-        }
-        None => None,
-    };
+    let admin_token = raw.admin_token_file.as_ref().and_then(|f| {
+        let key = "admin_token_file";
+        let token = src
+            .read_secret(key, key, "token", std::path::Path::new(f), MIN_TOKEN_BYTES)
+            .and_then(|t| {
+                String::from_utf8(t)
+                    .map_err(|_| src.error_at(key, format!("{key}: the token in {f} is not UTF-8")))
+            });
+        token.map(AdminToken).map_err(|e| errors.push(e)).ok()
+    });
     let exposed = raw
         .listen
         .admin

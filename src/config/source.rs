@@ -120,6 +120,33 @@ impl Source {
             .map(|i| i + 1)
     }
 
+    /// A secret kept in its own file, named under `key` (a token, a hashing key): its bytes
+    /// without surrounding ASCII whitespace, at least `min` of them. `label` and `noun` name
+    /// it in the error (`admin_token_file`, `token`).
+    pub fn read_secret(
+        &self,
+        key: &str,
+        label: &str,
+        noun: &str,
+        file: &Path,
+        min: usize,
+    ) -> Result<Vec<u8>, ConfigError> {
+        let path = self.resolve(file);
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.trim_ascii().len() >= min => Ok(bytes.trim_ascii().to_vec()),
+            Ok(_) => Err(self.error_at(
+                key,
+                format!(
+                    "{label}: the {noun} in {} is shorter than {min} bytes",
+                    path.display()
+                ),
+            )),
+            Err(e) => {
+                Err(self.error_at(key, format!("{label}: cannot read {}: {e}", path.display())))
+            }
+        }
+    }
+
     /// Resolve a path written in this file: relative paths are relative to the directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
