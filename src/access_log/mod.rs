@@ -29,7 +29,6 @@ pub use writer::LogWriter;
 /// What one request leaves for its log line, filled by the stages it went through.
 #[derive(Debug, Default)]
 pub struct Record {
-    pub trace_id: Option<crate::api::TraceId>,
     pub user_id: Option<String>,
     pub text: Option<String>,
     pub source: Option<&'static str>,
@@ -38,13 +37,15 @@ pub struct Record {
     pub handoff: Option<&'static str>,
     /// The error code of a refused request (`rate_limited`, `bad_json`, …).
     pub error: Option<&'static str>,
-    pub upstream: Option<String>,
     /// Milliseconds per stage, in the order they ran.
     pub stages: Vec<(&'static str, f64)>,
 }
 
 /// What the request was, as the proxy saw it at the end.
 pub struct Request<'a> {
+    pub trace_id: Option<crate::api::TraceId>,
+    /// The pool a proxied request was sent to.
+    pub upstream: Option<&'a str>,
     pub client: Option<IpAddr>,
     pub method: &'a str,
     pub path: &'a str,
@@ -96,7 +97,7 @@ impl AccessLog {
         out.extend_from_slice(b"{\"time\":\"");
         now_millis(out);
         out.push(b'"');
-        if let Some(t) = &rec.trace_id {
+        if let Some(t) = &req.trace_id {
             let _ = write!(out, ",\"trace_id\":\"{}\"", t.as_str());
         }
         out.extend_from_slice(b",\"client\":\"");
@@ -122,7 +123,7 @@ impl AccessLog {
             ("intent", rec.intent),
             ("handoff", rec.handoff),
             ("error", rec.error),
-            ("upstream", rec.upstream.as_deref()),
+            ("upstream", req.upstream),
         ] {
             if let Some(v) = value {
                 let _ = write!(out, "\"{name}\":");
@@ -296,6 +297,8 @@ mod tests {
             ..Record::default()
         };
         let req = Request {
+            trace_id: None,
+            upstream: None,
             client: Some("10.1.2.3".parse().unwrap()),
             method: "POST",
             path: "/v1/\"chat\"",

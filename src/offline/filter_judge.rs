@@ -68,7 +68,7 @@ pub fn read_examples(dir: &Path) -> anyhow::Result<(Vec<Example>, usize)> {
                 );
             };
             examples.push(Example {
-                features: judge_features(&seg, &all, start, start + word.len() - 1),
+                features: judge_features(&all, &seg.tagged(&all), start, start + word.len() - 1),
                 mask,
             });
         }

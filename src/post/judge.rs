@@ -34,9 +34,22 @@ impl MatchJudge {
         }
     }
 
-    /// The probability that `all[start..=end]` (a reply's folded characters) is the listed word.
-    pub fn probability(&self, all: &[char], start: usize, end: usize) -> f32 {
-        let score = features(&self.segmenter, all, start, end)
+    /// The reply's words with their parts of speech, for every match of the reply
+    /// (`Segmenter::tagged`): segmented once, however many matches it has.
+    pub fn words(&self, all: &[char]) -> Vec<(usize, usize, String)> {
+        self.segmenter.tagged(all)
+    }
+
+    /// The probability that `all[start..=end]` (a reply's folded characters, segmented into
+    /// `words`) is the listed word.
+    pub fn probability(
+        &self,
+        all: &[char],
+        words: &[(usize, usize, String)],
+        start: usize,
+        end: usize,
+    ) -> f32 {
+        let score = features(all, words, start, end)
             .iter()
             .filter_map(|f| self.weights.get(f))
             .sum::<f32>()
@@ -45,8 +58,14 @@ impl MatchJudge {
     }
 
     /// Whether the match is ordinary text and stays unmasked.
-    pub fn exempts(&self, all: &[char], start: usize, end: usize) -> bool {
-        self.probability(all, start, end) < self.exempt_below
+    pub fn exempts(
+        &self,
+        all: &[char],
+        words: &[(usize, usize, String)],
+        start: usize,
+        end: usize,
+    ) -> bool {
+        self.probability(all, words, start, end) < self.exempt_below
     }
 }
 
@@ -62,14 +81,19 @@ fn class(c: Option<&char>, edge: char) -> char {
     }
 }
 
-/// The features of the match `all[start..=end]`; training and serving share this function.
-pub fn features(seg: &Segmenter, all: &[char], start: usize, end: usize) -> Vec<String> {
+/// The features of the match `all[start..=end]`, with `words` the segmentation of `all`;
+/// training and serving share this function.
+pub fn features(
+    all: &[char],
+    words: &[(usize, usize, String)],
+    start: usize,
+    end: usize,
+) -> Vec<String> {
     let word: String = all[start..=end].iter().collect();
     let before = |k: usize| class(start.checked_sub(k).and_then(|i| all.get(i)), '^');
     let after = |k: usize| class(all.get(end + k), '$');
     let (l1, l2, r1, r2) = (before(1), before(2), after(1), after(2));
-    let tokens = seg.tagged(all);
-    let containing = |i: usize| tokens.iter().find(|(s, n, _)| *s <= i && i < s + n);
+    let containing = |i: usize| words.iter().find(|(s, n, _)| *s <= i && i < s + n);
     let text = |(s, n, _): &(usize, usize, String)| -> String { all[*s..s + n].iter().collect() };
     let (lt, lp) = match start.checked_sub(1).and_then(containing) {
         Some(t) => (text(t), t.2.clone()),
@@ -113,14 +137,15 @@ mod tests {
 
     #[test]
     fn features_read_the_context_of_the_match() {
+        let seg = Segmenter::new();
         let all = chars("亲，这款爆炸头假发");
-        let f = features(&Segmenter::new(), &all, 4, 5);
+        let f = features(&all, &seg.tagged(&all), 4, 5);
         assert!(f.contains(&"w=爆炸".to_string()));
         assert!(f.contains(&"L1=款".to_string()));
         assert!(f.contains(&"R1=头".to_string()));
         assert!(f.contains(&"R2=头假".to_string()));
         let all = chars("爆炸");
-        let f = features(&Segmenter::new(), &all, 0, 1);
+        let f = features(&all, &seg.tagged(&all), 0, 1);
         assert!(f.contains(&"L2=^^".to_string()));
         assert!(f.contains(&"RT=$".to_string()));
         assert!(f.contains(&"M=whole".to_string()));
@@ -133,9 +158,14 @@ mod tests {
             weights: vec![("w=爆炸|R1=头".into(), -5.0)],
             exempt_below: 0.5,
         });
-        assert!(judge.exempts(&chars("爆炸头假发"), 0, 1));
-        assert!(!judge.exempts(&chars("小心爆炸"), 2, 3));
-        let p = judge.probability(&chars("小心爆炸"), 2, 3);
+        let exempts = |text: &str, start, end| {
+            let all = chars(text);
+            judge.exempts(&all, &judge.words(&all), start, end)
+        };
+        assert!(exempts("爆炸头假发", 0, 1));
+        assert!(!exempts("小心爆炸", 2, 3));
+        let all = chars("小心爆炸");
+        let p = judge.probability(&all, &judge.words(&all), 2, 3);
         assert!((p - 1.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-6);
     }
 }

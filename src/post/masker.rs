@@ -286,6 +286,7 @@ impl SensitiveMasker {
         }
         let white: Vec<Hit> = hits.iter().copied().filter(|h| h.whitelist).collect();
         let mut starts: Option<Vec<bool>> = None;
+        let mut words = None;
         let mut masked = vec![false; s.all.len()];
         // Spans the judge left: a match by sound over the same characters is the same word.
         let mut exempt: Vec<(usize, usize)> = Vec::new();
@@ -306,7 +307,12 @@ impl SensitiveMasker {
             }
             if let Some(judge) = &self.judge
                 && Self::plain(&s, h)
-                && judge.exempts(&s.all, s.at[h.start], s.at[h.end])
+                && judge.exempts(
+                    &s.all,
+                    words.get_or_insert_with(|| judge.words(&s.all)),
+                    s.at[h.start],
+                    s.at[h.end],
+                )
             {
                 exempt.push((h.start, h.end));
                 continue;

@@ -103,8 +103,8 @@ impl KefuProxy {
             return self.refuse(session, ctx, &ApiError::from(limited)).await;
         }
         let trace_id = self.trace_ids.next();
+        ctx.trace_id = Some(trace_id);
         if let Some(r) = ctx.record.as_mut() {
-            r.trace_id = Some(trace_id);
             r.user_id = Some(request.user_id.to_string());
             let log_text = snap.config.server.access_log.as_ref().map(|c| c.log_text);
             if log_text == Some(LogText::Masked) {

@@ -47,6 +47,7 @@ pub struct RequestCtx {
     /// The snapshot a proxied request started with, kept across its phases.
     snapshot: Option<Arc<Snapshot>>,
     pool: Option<Arc<Pool>>,
+    /// The request's trace id, once it has one (a chat answer, a request sent upstream).
     trace_id: Option<TraceId>,
     /// What the access log line will say; filled only when there is an access log.
     record: Option<Record>,
@@ -220,10 +221,6 @@ impl ProxyHttp for KefuProxy {
         let trace_id = self.trace_ids.next();
         upstream_request.insert_header("x-request-id", trace_id.as_str())?;
         ctx.trace_id = Some(trace_id);
-        if let (Some(r), Some(pool)) = (ctx.record.as_mut(), &ctx.pool) {
-            r.trace_id = Some(trace_id);
-            r.upstream = Some(pool.name.clone());
-        }
         Ok(())
     }
 
@@ -275,6 +272,12 @@ impl ProxyHttp for KefuProxy {
             if let Some(cfg) = &snap.config.server.access_log {
                 let head = session.req_header();
                 let req = Request {
+                    trace_id: ctx.trace_id,
+                    // A proxied request has its trace id once it is on its way upstream.
+                    upstream: ctx
+                        .trace_id
+                        .and(ctx.pool.as_deref())
+                        .map(|p| p.name.as_str()),
                     client: ctx.client.map(|c| c.ip),
                     method: head.method.as_str(),
                     path: head.uri.path(),
