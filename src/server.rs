@@ -19,7 +19,7 @@ use pingora::services::listening::Service;
 use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::cli::{Cli, Failure, load_config};
-use crate::config::{ModelConfig, ServerConfig};
+use crate::config::ServerConfig;
 use crate::limits::LimitMetrics;
 use crate::metrics::Metrics;
 use crate::model::{BatchMetrics, ModelStage};
@@ -122,12 +122,13 @@ pub fn serve(cli: &Cli, hangup: HangupPipe, reopen: Arc<AtomicBool>) -> Result<(
             "access log",
             StartAfterFork(Box::new(start_log)),
         ));
+        let stage = Arc::clone(&model);
         server.add_service(background_service(
             "model stage",
-            LoadModelAfterFork {
-                stage: Arc::clone(&model),
-                cfg: model_cfg,
-            },
+            StartAfterFork(Box::new(move || {
+                stage.apply(&model_cfg);
+                Ok(())
+            })),
         ));
     }
     let reloader = Arc::new(Reloader::new(
@@ -201,8 +202,8 @@ fn first_health_checks(snapshot: &Snapshot) {
     });
 }
 
-/// Loads the model stage once the server runs (after the fork of --daemon).
-/// Work that must run in the daemon (after the fork), once.
+/// Work that must run in the daemon, after the fork of --daemon (loading the model stage,
+/// starting the access log's thread), once.
 struct StartAfterFork(Box<dyn Fn() -> anyhow::Result<()> + Send + Sync>);
 
 #[async_trait]
@@ -211,18 +212,6 @@ impl BackgroundService for StartAfterFork {
         if let Err(e) = (self.0)() {
             log::error!("{e:#}");
         }
-    }
-}
-
-struct LoadModelAfterFork {
-    stage: Arc<ModelStage>,
-    cfg: ModelConfig,
-}
-
-#[async_trait]
-impl BackgroundService for LoadModelAfterFork {
-    async fn start(&self, _shutdown: ShutdownWatch) {
-        self.stage.apply(&self.cfg);
     }
 }
 

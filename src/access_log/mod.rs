@@ -23,8 +23,7 @@ use prometheus::IntCounter;
 use sha2::{Digest, Sha256};
 
 use crate::config::{AccessLogConfig, LogText};
-pub use personal::mask as mask_personal;
-pub use writer::LogWriter;
+use writer::LogWriter;
 
 /// What one request leaves for its log line, filled by the stages it went through.
 #[derive(Debug, Default)]
