@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Conf, Server, get};
+use common::{BIN, Conf, Server, chat_body, get, post};
 
 const MIN_REQUESTS: usize = 5_000;
 
@@ -30,15 +30,7 @@ fn a_client_loop_sees_no_failure_across_a_binary_upgrade() {
             while !stop.load(Ordering::Acquire) || sent.load(Ordering::Acquire) < MIN_REQUESTS {
                 let n = sent.fetch_add(1, Ordering::AcqRel);
                 let user = format!("u{}", n % 64);
-                match common::request(
-                    addr,
-                    &format!(
-                        "POST /v1/chat HTTP/1.1\nHost: t\nUser-Agent: {}\nContent-Type: application/json\nContent-Length: {}\nConnection: close\n",
-                        common::UA,
-                        common::chat_body(&user, "怎么申请退款").len()
-                    ),
-                    &common::chat_body(&user, "怎么申请退款"),
-                ) {
+                match post(addr, "/v1/chat", "", &chat_body(&user, "怎么申请退款")) {
                     Ok(r) if r.status == 200 => {}
                     Ok(r) => failures.push(format!("request {n}: status {}", r.status)),
                     Err(e) => failures.push(format!("request {n}: {e}")),
