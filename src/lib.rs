@@ -4,7 +4,8 @@
 //! `dialog`, `post`, `upstream`), each usable and testable without the server, over the leaves
 //! they share (`intent`, `text`, `template`, `config`); `pipeline` is the decision shared by
 //! the server and the CLI; `proxy` and `admin` are the Pingora services that wire the stages
-//! to HTTP; `state` holds the compiled configuration and swaps it on reload; `server` builds
+//! to HTTP; `connections` bounds the chat listener's connections before any request is read;
+//! `state` holds the compiled configuration and swaps it on reload; `server` builds
 //! and runs the Pingora server (and `-t`); `access_log` writes one line per request.
 //!
 //! Offline: `offline` is everything that runs without the server (training the router,
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod conversation;
 pub mod dialog;
 pub mod edge;

@@ -9,6 +9,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::connections::ConnectionMetrics;
 use crate::intent::Intent;
 use crate::limits::LimitMetrics;
 use crate::model::BatchMetrics;
@@ -54,6 +55,8 @@ pub struct Metrics {
     pub model_batch: BatchMetrics,
     /// The shared rate limits' counters and breaker state.
     pub limits: LimitMetrics,
+    /// The chat listener's open, refused and timed-out connections.
+    pub connections: ConnectionMetrics,
     dialog_errors: IntCounterVec,
     dialog_seconds: HistogramVec,
     follow_ups: IntCounterVec,
@@ -207,6 +210,21 @@ impl Metrics {
                 breaker_state: gauge(
                     "kefu_limits_breaker_state",
                     "The shared limits' circuit breaker: 0 closed, 1 open, 2 half-open",
+                )?,
+            },
+            connections: ConnectionMetrics {
+                open: gauge(
+                    "kefu_connections_open",
+                    "Connections open on the chat listener",
+                )?,
+                refused: counter_vec(
+                    "kefu_connections_refused_total",
+                    "Connections refused with 503 before their request was read, by limit (total, per_client)",
+                    &["reason"],
+                )?,
+                header_timeouts: counter(
+                    "kefu_connections_header_timeouts_total",
+                    "Connections cut because a request head did not arrive within client.header_timeout",
                 )?,
             },
             requests,

@@ -20,6 +20,7 @@ use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::cli::{Cli, Failure, load_config};
 use crate::config::ServerConfig;
+use crate::connections::{ConnectionCaps, ConnectionGuard};
 use crate::limits::LimitMetrics;
 use crate::metrics::Metrics;
 use crate::model::{BatchMetrics, ModelStage};
@@ -139,11 +140,23 @@ pub fn serve(cli: &Cli, hangup: HangupPipe, reopen: Arc<AtomicBool>) -> Result<(
     ));
     let state = Arc::clone(&reloader.current);
 
-    let mut chat = pingora::proxy::http_proxy_service_with_name(
+    let proxy = pingora::proxy::http_proxy(
         &server.configuration,
         KefuProxy::new(Arc::clone(&state), Arc::clone(&metrics), model, access_log),
-        "chat",
     );
+    let caps = {
+        let state = Arc::clone(&state);
+        move || {
+            let client = &state.load().config.server.client;
+            ConnectionCaps {
+                header_timeout: client.header_timeout,
+                max_connections: client.max_connections,
+                max_connections_per_client: client.max_connections_per_client,
+            }
+        }
+    };
+    let guarded = ConnectionGuard::new(proxy, caps, metrics.connections.clone());
+    let mut chat = Service::new("chat".to_string(), guarded);
     for addr in &server_cfg.chat_listen {
         chat.add_tcp(addr);
     }

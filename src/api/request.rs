@@ -227,6 +227,11 @@ mod tests {
             max_header_line_bytes: 16,
             max_header_bytes: 40,
             keepalive_timeout_secs: 75,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(10),
+            send_timeout: std::time::Duration::from_secs(10),
+            max_connections: 0,
+            max_connections_per_client: 0,
         };
         let mut h = http::HeaderMap::new();
         h.insert("host", http::HeaderValue::from_static("t"));

@@ -1,6 +1,7 @@
 //! `server.yaml`: listeners, worker threads, shutdown timing and the chat API's input caps.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -104,7 +105,15 @@ struct RawClient {
     max_header_line_bytes: usize,
     max_header_bytes: usize,
     #[serde(with = "humantime_serde")]
-    keepalive_timeout: std::time::Duration,
+    keepalive_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    body_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    send_timeout: Duration,
+    max_connections: usize,
+    max_connections_per_client: usize,
 }
 
 impl Default for RawClient {
@@ -112,7 +121,12 @@ impl Default for RawClient {
         RawClient {
             max_header_line_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
-            keepalive_timeout: std::time::Duration::from_secs(75),
+            keepalive_timeout: Duration::from_secs(75),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_connections_per_client: 0,
         }
     }
 }
@@ -172,6 +186,17 @@ pub struct ClientCaps {
     /// Whole seconds an idle keep-alive connection is kept (nginx's keepalive_timeout, 75 s);
     /// Pingora's own default keeps it for ever.
     pub keepalive_timeout_secs: u64,
+    /// From a new connection, or the first byte of a kept-alive one's next request, to the
+    /// end of the request head (nginx's client_header_timeout); then the connection is cut.
+    pub header_timeout: Duration,
+    /// Longest wait for the next bytes of a request body (nginx's client_body_timeout).
+    pub body_timeout: Duration,
+    /// Longest wait for the client to take the next bytes of a response (send_timeout).
+    pub send_timeout: Duration,
+    /// Open connections on the chat listener (0: no limit); beyond, 503 and closed.
+    pub max_connections: usize,
+    /// Open connections from one peer address (0: no limit; nginx's limit_conn).
+    pub max_connections_per_client: usize,
 }
 
 impl ServerConfig {
@@ -264,6 +289,21 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
             "client.keepalive_timeout must be 1s..=1h (whole seconds)",
         ));
     }
+    for (key, value) in [
+        ("header_timeout", client.header_timeout),
+        ("body_timeout", client.body_timeout),
+        ("send_timeout", client.send_timeout),
+    ] {
+        if value < Duration::from_millis(100) || value > Duration::from_secs(3600) {
+            errors.push(src.error_at(key, format!("client.{key} must be 100ms..=1h")));
+        }
+    }
+    if client.max_connections_per_client > client.max_connections && client.max_connections > 0 {
+        errors.push(src.error_at(
+            "max_connections_per_client",
+            "client.max_connections_per_client must be at most max_connections (0: no limit)",
+        ));
+    }
     if client.max_header_bytes > 1024 * 1024 {
         errors.push(src.error_at(
             "max_header_bytes",
@@ -290,6 +330,11 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
             max_header_line_bytes: client.max_header_line_bytes,
             max_header_bytes: client.max_header_bytes,
             keepalive_timeout_secs: client.keepalive_timeout.as_secs(),
+            header_timeout: client.header_timeout,
+            body_timeout: client.body_timeout,
+            send_timeout: client.send_timeout,
+            max_connections: client.max_connections,
+            max_connections_per_client: client.max_connections_per_client,
         },
         chat: ChatApiConfig {
             path: chat.path,

@@ -125,11 +125,15 @@ impl ProxyHttp for KefuProxy {
             self.metrics.bad_request(e.code);
             return self.refuse(session, ctx, &e).await;
         }
-        // Bound an idle keep-alive connection (on only where the client keeps it alive).
+        // Bound an idle keep-alive connection (on only where the client keeps it alive), a
+        // slow body and a client that does not read its answer.
+        let caps = &snap.config.server.client;
         let downstream = session.as_downstream_mut();
         if downstream.get_keepalive().is_some() {
-            downstream.set_keepalive(Some(snap.config.server.client.keepalive_timeout_secs));
+            downstream.set_keepalive(Some(caps.keepalive_timeout_secs));
         }
+        downstream.set_read_timeout(Some(caps.body_timeout));
+        downstream.set_write_timeout(Some(caps.send_timeout));
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())

@@ -287,6 +287,12 @@ pub fn request_from(
     raw_head: &str,
     body: &[u8],
 ) -> std::io::Result<Response> {
+    let mut stream = connect_from(local, addr)?;
+    exchange(&mut stream, raw_head, body)
+}
+
+/// A connection to `addr` from a chosen local address (127.0.0.2, …: one host, many clients).
+pub fn connect_from(local: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
     let domain = if addr.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -295,8 +301,7 @@ pub fn request_from(
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
     socket.bind(&SocketAddr::new(local, 0).into())?;
     socket.connect(&addr.into())?;
-    let mut stream: TcpStream = socket.into();
-    exchange(&mut stream, raw_head, body)
+    Ok(socket.into())
 }
 
 fn exchange(stream: &mut TcpStream, raw_head: &str, body: &[u8]) -> std::io::Result<Response> {
