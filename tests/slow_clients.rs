@@ -33,7 +33,7 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 #[test]
 fn slow_request_heads_are_cut_while_other_clients_are_served() {
     let conf = Conf::new();
-    with_client_settings(&conf, "  header_timeout: 1s\n");
+    with_client_settings(&conf, "  header_timeout: 1s\n  body_timeout: 1s\n");
     let server = Server::start(&conf);
     const SLOW: usize = 200;
     let mut slow: Vec<TcpStream> = (0..SLOW)
@@ -76,6 +76,26 @@ fn slow_request_heads_are_cut_while_other_clients_are_served() {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .expect("header timeout counter");
     assert!(cut >= SLOW as u64, "{cut} cut of {SLOW}");
+
+    // A body that stops half-way is given up after body_timeout.
+    let mut stalled = TcpStream::connect(server.chat).expect("connect");
+    stalled
+        .write_all(b"POST /v1/chat HTTP/1.1\r\nHost: t\r\nUser-Agent: t\r\nContent-Length: 100\r\n\r\n{\"user_id\":")
+        .expect("partial body");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let waited = Instant::now();
+    let mut answer = Vec::new();
+    let _ = stalled.read_to_end(&mut answer);
+    assert!(
+        waited.elapsed() < Duration::from_secs(8),
+        "stalled body held for {:?}",
+        waited.elapsed()
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
 
     // A kept-alive connection idles for longer than the head timeout between requests.
     let mut client = Client::connect(server.chat);

@@ -3,7 +3,6 @@
 //! answer or an [`ApiError`]; nothing here panics on input.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::Method;
@@ -21,13 +20,11 @@ use crate::model::{ModelError, ModelInput};
 use crate::pipeline::{Answer, Handoff, Source, Step};
 use crate::state::Snapshot;
 
-/// A shopper's client sends a 16 KiB body in well under this; a slower one is holding a
-/// connection open on purpose.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 enum Body {
     Ok(Bytes),
     TooLarge,
+    /// The client stopped sending it for longer than `client.body_timeout`.
+    TimedOut,
 }
 
 impl KefuProxy {
@@ -76,6 +73,15 @@ impl KefuProxy {
             Body::Ok(b) => b,
             Body::TooLarge => {
                 let e = too_large();
+                self.metrics.bad_request(e.code);
+                return self.refuse(session, ctx, &e).await;
+            }
+            Body::TimedOut => {
+                let e = ApiError::new(
+                    408,
+                    "request_timeout",
+                    "the request body stopped arriving (client.body_timeout)",
+                );
                 self.metrics.bad_request(e.code);
                 return self.refuse(session, ctx, &e).await;
             }
@@ -410,13 +416,19 @@ impl ShadowSampler {
 }
 
 /// Read the whole body, stopping as soon as it exceeds `cap`. One chunk (the usual case for
-/// a small JSON body) is returned without a copy.
+/// a small JSON body) is returned without a copy. Each read waits at most `client.body_timeout`
+/// (set on the session by the request filter).
 async fn read_body(session: &mut Session, cap: usize) -> Result<Body> {
-    session.set_read_timeout(Some(BODY_READ_TIMEOUT));
     let mut first: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
     let mut total = 0usize;
-    while let Some(chunk) = session.read_request_body().await? {
+    loop {
+        let chunk = match session.read_request_body().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) if e.etype() == &pingora::ErrorType::ReadTimedout => return Ok(Body::TimedOut),
+            Err(e) => return Err(e),
+        };
         total += chunk.len();
         if total > cap {
             return Ok(Body::TooLarge);

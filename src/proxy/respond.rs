@@ -74,6 +74,11 @@ pub fn proxy_failure(e: &pingora::Error) -> ApiError {
         ErrorType::HTTPStatus(code) if *code >= 400 => {
             ApiError::new(*code, "bad_gateway", "no healthy upstream")
         }
+        ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => ApiError::new(
+            408,
+            "request_timeout",
+            "the request body stopped arriving (client.body_timeout)",
+        ),
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             ApiError::new(504, "gateway_timeout", "upstream timed out")
         }
