@@ -187,7 +187,7 @@ impl Metrics {
             )?,
             model_requests: counter_vec(
                 "kefu_model_requests_total",
-                "Messages sent to the model stage by outcome (answered, below_threshold, no_template, overloaded, deadline, error, closed, disabled)",
+                "Messages sent to the model stage by outcome (answered, below_threshold, no_template, overloaded, shed, deadline, error, closed, disabled)",
                 &["outcome", "version"],
             )?,
             shadow: counter_vec(

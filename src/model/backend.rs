@@ -87,6 +87,11 @@ impl Runtime {
         self.cfg.inference_threads
     }
 
+    /// The nice value of the inference threads.
+    pub fn inference_nice(&self) -> i32 {
+        self.cfg.inference_nice
+    }
+
     /// A session of `model` on the configured execution provider. CUDA must work when it
     /// is asked for: a silent fall back to the CPU would hide a broken GPU set-up.
     pub fn session(&self, model: &Path) -> Result<OrtBackend, ModelError> {

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::ModelError;
 use super::backend::{Backend, PaddedBatch};
+use super::shed::WaitEstimate;
 use super::version::{ModelInput, TextEncoder};
 use crate::config::BatchConfig;
 use crate::intent::Intent;
@@ -71,6 +72,10 @@ impl BatchMetrics {
 pub struct Batcher {
     queue: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
+    estimate: Arc<WaitEstimate>,
+    /// Expected waits beyond this are shed (zero: never).
+    shed_wait: Duration,
+    max_batch: usize,
 }
 
 /// A pending answer.
@@ -103,12 +108,15 @@ impl Batcher {
         encoder: Arc<TextEncoder>,
         labels: Arc<[Intent]>,
         backends: Vec<Box<dyn Backend>>,
+        nice: i32,
         metrics: BatchMetrics,
     ) -> Result<Batcher, ModelError> {
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue);
+        let estimate = Arc::new(WaitEstimate::new(backends.len()));
         let mut workers = Vec::new();
         for (i, backend) in backends.into_iter().enumerate() {
             let worker = Worker {
+                estimate: Arc::clone(&estimate),
                 rx: rx.clone(),
                 cfg,
                 encoder: Arc::clone(&encoder),
@@ -118,17 +126,24 @@ impl Batcher {
             };
             let handle = std::thread::Builder::new()
                 .name(format!("kefu-model-{name}-{i}"))
-                .spawn(move || worker.run())
+                .spawn(move || {
+                    lower_priority(nice);
+                    worker.run()
+                })
                 .map_err(|e| ModelError::Load(format!("inference thread: {e}")))?;
             workers.push(handle);
         }
         Ok(Batcher {
             queue: Some(tx),
             workers,
+            estimate,
+            shed_wait: cfg.shed_wait,
+            max_batch: cfg.max_batch,
         })
     }
 
-    /// Queue a message; refused at once when the queue is full.
+    /// Queue a message; refused at once when the queue is full, or when the wait it can
+    /// expect behind the queue is past `shed_wait` or `deadline` ([`WaitEstimate`]).
     pub fn submit(&self, input: ModelInput, deadline: Duration) -> Result<Pending, ModelError> {
         let (reply, rx) = oneshot::channel();
         let now = Instant::now();
@@ -139,6 +154,17 @@ impl Batcher {
             reply,
         };
         let queue = self.queue.as_ref().ok_or(ModelError::Closed)?;
+        // Fewer than a batch ahead: it rides in the next batch, whatever the estimate (on a
+        // busy machine one slow inference must not shed sequential traffic). A wait past
+        // the deadline ends in the fallback anyway.
+        let ahead = queue.len();
+        let mark = self.shed_wait.min(deadline);
+        if !self.shed_wait.is_zero()
+            && ahead >= self.max_batch
+            && self.estimate.wait_behind(ahead) > mark
+        {
+            return Err(ModelError::Shed);
+        }
         match queue.try_send(job) {
             Ok(()) => Ok(Pending {
                 rx,
@@ -165,6 +191,7 @@ impl Drop for Batcher {
 }
 
 struct Worker {
+    estimate: Arc<WaitEstimate>,
     rx: Receiver<Job>,
     cfg: BatchConfig,
     encoder: Arc<TextEncoder>,
@@ -248,9 +275,9 @@ impl Worker {
         let batch = PaddedBatch::new(sequences);
         let started = Instant::now();
         let result = self.backend.run(&batch);
-        self.metrics
-            .inference_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        self.estimate.record(live.len(), took);
+        self.metrics.inference_seconds.observe(took.as_secs_f64());
         self.metrics.batch_size.observe(live.len() as f64);
         let n_labels = self.labels.len();
         match result {
@@ -285,6 +312,28 @@ impl Worker {
                     let _ = job.reply.send(Err(e.clone()));
                 }
             }
+        }
+    }
+}
+
+/// Give this thread the nice value `nice` (Linux keeps one per thread). Inference is the
+/// heavy, batched, deadline-bounded work; the proxy's workers answer the rule path in
+/// microseconds. At equal priority a saturated model stage takes time slices of milliseconds
+/// from them, which is the rule path's p99 (bench/shedding.sh measures both).
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on this thread's id; no memory is shared with them.
+        let rc =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+        if rc != 0 {
+            log::warn!(
+                "inference thread: cannot set nice {nice}: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }

@@ -203,6 +203,7 @@ impl ModelStage {
             Arc::new(version.encoder),
             version.labels.into(),
             backends,
+            runtime.inference_nice(),
             self.metrics.clone(),
         )?;
         for text in WARM_UP {

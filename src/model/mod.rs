@@ -3,12 +3,13 @@
 //!
 //! Split as text-embeddings-inference splits its router and backends: `version` opens and
 //! checks a model directory, `backend` runs a padded batch, `batcher` queues and groups
-//! requests on dedicated threads, and `deploy` holds the serving versions (active, gray
+//! requests on dedicated threads (`shed` sheds what would only wait), and `deploy` holds the serving versions (active, gray
 //! candidate) and swaps them without dropping a request.
 
 pub mod backend;
 pub mod batcher;
 pub mod deploy;
+pub mod shed;
 pub mod version;
 
 pub use backend::{Backend, OrtBackend, PaddedBatch, Runtime};
@@ -24,6 +25,8 @@ pub enum ModelError {
     Disabled,
     #[error("model queue full")]
     Overloaded,
+    #[error("model queue wait expected beyond batch.shed_wait")]
+    Shed,
     #[error("model deadline passed")]
     DeadlinePassed,
     #[error("model stopped")]
@@ -40,6 +43,7 @@ impl ModelError {
         match self {
             ModelError::Disabled => "disabled",
             ModelError::Overloaded => "overloaded",
+            ModelError::Shed => "shed",
             ModelError::DeadlinePassed => "deadline",
             ModelError::Closed => "closed",
             ModelError::Inference(_) => "error",

@@ -71,6 +71,7 @@ impl Harness {
             encoder(),
             labels(),
             vec![Box::new(fake)],
+            0,
             BatchMetrics::unregistered(),
         )
         .unwrap();
@@ -105,9 +106,60 @@ fn cfg(max_batch: usize, max_wait_ms: u64, queue: usize) -> BatchConfig {
         max_batch,
         max_wait: Duration::from_millis(max_wait_ms),
         queue,
+        shed_wait: Duration::ZERO,
         max_tokens: 128,
         max_padding: 100.0,
     }
+}
+
+#[test]
+fn a_request_that_rides_in_the_next_batch_is_not_shed() {
+    let mut c = cfg(4, 0, 16);
+    c.shed_wait = Duration::from_millis(20);
+    let h = Harness::new(c, false);
+    let first = h.submit("a");
+    h.started.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    h.release.send(()).unwrap();
+    assert!(first.wait_blocking().is_ok());
+    // Busy, one waiting: ~50 ms expected, but fewer than max_batch ahead.
+    let busy = h.submit("a");
+    h.started.recv().unwrap();
+    let queued = [h.submit("a"), h.submit("a")];
+    h.open();
+    assert!(busy.wait_blocking().is_ok());
+    for p in queued {
+        assert!(p.wait_blocking().is_ok());
+    }
+}
+
+#[test]
+fn a_request_that_would_only_wait_is_shed() {
+    let mut c = cfg(1, 0, 16);
+    c.shed_wait = Duration::from_millis(20);
+    let h = Harness::new(c, false);
+    // One request, measured at 50 ms or more.
+    let first = h.submit("a");
+    h.started.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    h.release.send(()).unwrap();
+    assert!(first.wait_blocking().is_ok());
+    // The model busy again and one request waiting: the next one would wait ~50 ms.
+    let busy = h.submit("a");
+    h.started.recv().unwrap();
+    let queued = h.submit("a");
+    let shed = h
+        .batcher
+        .submit(ModelInput::alone("a"), Duration::from_secs(30));
+    assert!(matches!(shed, Err(ModelError::Shed)));
+    h.open();
+    assert!(busy.wait_blocking().is_ok());
+    assert!(queued.wait_blocking().is_ok());
+    // Drained: nothing ahead, nothing shed.
+    let after = h
+        .batcher
+        .submit(ModelInput::alone("a"), Duration::from_secs(30));
+    assert!(after.is_ok_and(|p| p.wait_blocking().is_ok()));
 }
 
 #[test]
