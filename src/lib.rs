@@ -32,6 +32,7 @@ pub mod pipeline;
 pub mod post;
 pub mod proxy;
 pub mod redis_link;
+pub mod rollout;
 pub mod router;
 pub mod rules;
 pub mod server;

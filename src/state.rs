@@ -21,6 +21,7 @@ use crate::limits::{LimitMetrics, Limiters};
 use crate::metrics::Metrics;
 use crate::model::ModelStage;
 use crate::pipeline::Pipeline;
+use crate::rollout::{Rollout, Step, StepError, Steps};
 use crate::upstream::Upstreams;
 
 pub struct Snapshot {
@@ -81,6 +82,17 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     /// Loads model versions in the background when `model.yaml` changes.
     pub model: Arc<ModelStage>,
+    /// Rollout steps taken through the admin API over `model.yaml`'s.
+    steps: Mutex<Steps>,
+}
+
+/// Why a rollout step was not taken.
+#[derive(Debug)]
+pub enum StepFailure {
+    /// The step makes no sense for what serves now.
+    Refused(StepError),
+    /// The configuration directory no longer loads; the step was undone.
+    Reload(Vec<String>),
 }
 
 impl Reloader {
@@ -102,6 +114,7 @@ impl Reloader {
             status: Mutex::new(status),
             metrics,
             model,
+            steps: Mutex::new(Steps::default()),
         }
     }
 
@@ -116,11 +129,52 @@ impl Reloader {
     /// so two reloads never interleave.
     pub fn reload(&self) -> Result<u64, Vec<String>> {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        self.reload_locked(&mut status)
+    }
+
+    /// Take a rollout step over what serves now, and reload to apply it (the versions load
+    /// in the background). Returns the new generation and rollout.
+    pub fn rollout_step(&self, step: Step) -> Result<(u64, Rollout), StepFailure> {
+        // Under the status lock: no reload or other step runs meanwhile.
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let serving = Rollout::of(&self.current.load().config.model);
+        let (saved, next) = {
+            let mut steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+            let saved = steps.save();
+            let next = steps.take(&serving, step).map_err(StepFailure::Refused)?;
+            (saved, next)
+        };
+        match self.reload_locked(&mut status) {
+            Ok(generation) => {
+                log::info!(
+                    "model rollout set through the admin API: {next}; model.yaml is unchanged: write these there to keep them after a restart"
+                );
+                Ok((generation, next))
+            }
+            Err(errors) => {
+                self.steps
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .undo(saved);
+                Err(StepFailure::Reload(errors))
+            }
+        }
+    }
+
+    /// The rollout `model.yaml` says, when admin steps serve another one over it, and how
+    /// many steps were taken.
+    pub fn rollout_steps(&self) -> Option<(Rollout, usize)> {
+        let steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        steps.over_file().map(|(f, n)| (f.clone(), n))
+    }
+
+    fn reload_locked(&self, status: &mut ReloadStatus) -> Result<u64, Vec<String>> {
         let previous = self.current.load_full();
         let generation = previous.generation + 1;
         let result = Config::load(&self.dir)
             .map_err(|ConfigErrors(errors)| errors.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .and_then(|config| {
+            .and_then(|mut config| {
+                self.apply_steps(&mut config);
                 if previous.config.server.needs_restart(&config.server) {
                     log::warn!(
                         "server.yaml: listeners, threads or shutdown settings changed; they take effect after a restart"
@@ -134,6 +188,7 @@ impl Reloader {
                 Snapshot::build(config, generation, Some(&previous), &self.metrics.limits).map_err(|e| vec![format!("{e:#}")])
             });
         let at = Timestamp::now().to_string();
+        let status = &mut *status;
         match result {
             Ok(snapshot) => {
                 if snapshot.config.model != previous.config.model {
@@ -175,5 +230,21 @@ impl Reloader {
                 Err(errors)
             }
         }
+    }
+
+    /// Serve the admin steps' rollout over the file's, while the file has not changed since.
+    fn apply_steps(&self, config: &mut Config) {
+        let file = Rollout::of(&config.model);
+        let (serve, dropped) = self
+            .steps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .resolve(&file);
+        if dropped {
+            log::warn!(
+                "model.yaml's rollout changed ({file}): it replaces the one set through the admin API"
+            );
+        }
+        serve.apply_to(&mut config.model);
     }
 }

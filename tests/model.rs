@@ -282,6 +282,103 @@ fn versions_swap_under_load_without_a_failed_request_and_a_broken_one_is_refused
     }
 }
 
+/// POST an admin model step; the status and the JSON body.
+fn step(server: &Server, route: &str, body: &str) -> (u16, serde_json::Value) {
+    let r = post(
+        server.admin,
+        &format!("/admin/model/{route}"),
+        "",
+        body.as_bytes(),
+    )
+    .unwrap();
+    (r.status, r.json())
+}
+
+#[test]
+fn rollout_steps_through_the_admin_api_sit_over_model_yaml_until_it_changes() {
+    let conf = Conf::new();
+    let models = conf.path().join("models");
+    copy_version(&models, "v1");
+    copy_version(&models, "v2");
+    let text = conf.read("model.yaml");
+    let models_line = text
+        .lines()
+        .find(|l| l.starts_with("models_dir:"))
+        .unwrap()
+        .to_owned();
+    conf.patch(
+        "model.yaml",
+        &models_line,
+        &format!("models_dir: {}", models.display()),
+    );
+    conf.patch("model.yaml", "active: v2", "active: v1");
+    conf.patch("model.yaml", "candidate: null", "candidate: v2");
+    let server = Server::start(&conf);
+    wait_model(&server, |m| m["candidate"]["version"] == "v2");
+
+    let (status, j) = step(&server, "gray", r#"{"percent": 30}"#);
+    assert_eq!(status, 200, "{j}");
+    assert_eq!(j["rollout"]["gray_percent"], 30);
+    wait_model(&server, |m| m["gray_percent"] == 30);
+    let (status, j) = step(&server, "promote", "");
+    assert_eq!(status, 200, "{j}");
+    assert_eq!(j["rollout"]["active"], "v2");
+    assert_eq!(j["rollout"]["candidate"], "v1");
+    wait_model(&server, |m| {
+        m["active"]["version"] == "v2"
+            && m["candidate"]["version"] == "v1"
+            && m["gray_percent"] == 0
+    });
+    // A reload of the unchanged model.yaml keeps the steps.
+    let generation = server.health()["config"]["generation"].as_u64().unwrap();
+    server.signal("HUP");
+    server.wait_reload(|c| c["generation"].as_u64() > Some(generation));
+    let status_now = get(server.admin, "/admin/model").unwrap().json();
+    assert_eq!(status_now["rollout"]["active"], "v2", "{status_now}");
+    assert_eq!(status_now["model_yaml"]["active"], "v1", "{status_now}");
+    assert_eq!(status_now["admin_steps"], 2, "{status_now}");
+    assert_eq!(server.chat("u1", HANDED_ON[0]).status, 200);
+
+    // Back step by step, to model.yaml's rollout; then nothing is left to roll back.
+    let (_, j) = step(&server, "rollback", "");
+    assert_eq!(j["rollout"]["gray_percent"], 30, "{j}");
+    assert_eq!(j["rollout"]["active"], "v1", "{j}");
+    let (_, j) = step(&server, "rollback", "");
+    assert_eq!(j["rollout"]["gray_percent"], 0, "{j}");
+    wait_model(&server, |m| {
+        m["active"]["version"] == "v1" && m["gray_percent"] == 0
+    });
+    let (status, j) = step(&server, "rollback", "");
+    assert_eq!(
+        (status, j["error"]["code"].as_str()),
+        (409, Some("step_refused")),
+        "{j}"
+    );
+
+    // Once model.yaml says something else, it wins over the steps.
+    assert_eq!(step(&server, "promote", "").0, 200);
+    conf.patch("model.yaml", "candidate: v2", "candidate: null");
+    server.signal("HUP");
+    wait_model(&server, |m| {
+        m["active"]["version"] == "v1" && m["candidate"].is_null()
+    });
+    let status_now = get(server.admin, "/admin/model").unwrap().json();
+    assert_eq!(status_now["admin_steps"], 0, "{status_now}");
+    assert!(
+        server
+            .log_text()
+            .contains("replaces the one set through the admin API")
+    );
+
+    // Refused and malformed steps.
+    let (status, j) = step(&server, "gray", r#"{"percent": 5}"#);
+    assert_eq!(status, 409, "no candidate: {j}");
+    assert_eq!(step(&server, "gray", "{\"percent\": 500}").0, 400);
+    assert_eq!(step(&server, "gray", "nope").0, 400);
+    let r = get(server.admin, "/admin/model/promote").unwrap();
+    assert_eq!(r.status, 405);
+}
+
 #[test]
 fn shadow_scoring_compares_fast_path_answers_with_the_model() {
     let conf = Conf::new();

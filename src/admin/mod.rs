@@ -2,6 +2,7 @@
 //! a reload trigger for operators who prefer curl to `kill -HUP`. With `admin_token_file`
 //! (required off loopback) every route but `GET /healthz` needs `Authorization: Bearer`.
 
+mod model;
 mod users;
 
 use std::sync::Arc;
@@ -42,7 +43,7 @@ struct DialogStatus {
 
 /// What the model stage serves, and how its last load went.
 #[derive(Serialize)]
-struct ModelStatus {
+pub(crate) struct ModelStatus {
     active: Option<ServedVersion>,
     candidate: Option<ServedVersion>,
     gray_percent: u8,
@@ -57,7 +58,7 @@ struct ServedVersion {
 }
 
 impl ModelStatus {
-    fn of(stage: &ModelStage) -> ModelStatus {
+    pub(crate) fn of(stage: &ModelStage) -> ModelStatus {
         let d = stage.deployment();
         let served = |v: &LoadedVersion| ServedVersion {
             version: v.name.clone(),
@@ -73,13 +74,35 @@ impl ModelStatus {
     }
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Vec<u8>> {
+/// The request body of an admin route, at most 4 KiB.
+async fn read_small_body(session: &mut ServerSession) -> Result<Vec<u8>, ApiError> {
+    const CAP: usize = 4096;
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > CAP {
+                    return Err(ApiError::new(
+                        413,
+                        "body_too_large",
+                        "admin bodies are at most 4 KiB",
+                    ));
+                }
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(ApiError::bad_request("bad_body", e.to_string())),
+        }
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Vec<u8>> {
     let body = serde_json::to_vec(body).unwrap_or_default();
     build(status, "application/json", body)
 }
 
 /// An error answer in the chat API's shape (`{"error":{"code","message"}}`).
-fn error_response(e: &ApiError) -> Response<Vec<u8>> {
+pub(crate) fn error_response(e: &ApiError) -> Response<Vec<u8>> {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     build(status, "application/json", e.to_json())
 }
@@ -212,6 +235,25 @@ impl ServeHttp for AdminApp {
             let snapshot = self.reloader.current.load_full();
             return users::latest(&snapshot.dialog, user, query.as_deref()).await;
         }
+        if let Some(route) = model::route(&path) {
+            let body = match read_small_body(session).await {
+                Ok(b) => b,
+                Err(e) => return error_response(&e),
+            };
+            let reloader = Arc::clone(&self.reloader);
+            // A step reloads the directory: off the async worker, like POST /reload.
+            return tokio::task::spawn_blocking(move || {
+                model::serve(&reloader, route, &method, &body)
+            })
+            .await
+            .unwrap_or_else(|_| {
+                build(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    b"model step panicked\n".to_vec(),
+                )
+            });
+        }
         match (method, path.as_str()) {
             (Method::GET, "/healthz") => self.health(),
             (Method::GET, "/admin/config") => self.config(),
@@ -244,7 +286,7 @@ impl ServeHttp for AdminApp {
             _ => error_response(&ApiError::new(
                 404,
                 "not_found",
-                "GET /healthz, GET /metrics, POST /reload, GET /admin/config, GET /admin/intents, GET /admin/users/{user_id}/latest?intent=<id>",
+                "GET /healthz, GET /metrics, POST /reload, GET /admin/config, GET /admin/intents, GET /admin/model, POST /admin/model/{promote,gray,rollback}, GET /admin/users/{user_id}/latest?intent=<id>",
             )),
         }
     }
