@@ -16,10 +16,31 @@ use anyhow::Context as _;
 pub use source::{At, Node};
 pub use translate::{Imported, Remark, translate};
 
+/// Read `file` (and what it includes) and translate it, writing nothing.
+pub fn read_and_translate(file: &Path) -> anyhow::Result<Imported> {
+    Ok(translate(&source::load(file)?))
+}
+
+/// The files `import` writes from `imported`, by name (report included), for a main file
+/// shown as `shown` and the base's limits.yaml and server.yaml texts.
+pub fn render_files(
+    imported: &Imported,
+    shown: &str,
+    base_limits: &str,
+    base_server: &str,
+) -> [(&'static str, String); 5] {
+    [
+        ("edge.yaml", render::edge(imported, shown)),
+        ("limits.yaml", render::limits(imported, shown, base_limits)),
+        ("upstreams.yaml", render::upstreams(imported, shown)),
+        ("server.yaml", render::server(imported, base_server)),
+        ("IMPORT.txt", render::report(imported, shown)),
+    ]
+}
+
 /// Import `file` into `out`, on top of a copy of `base`. The report (IMPORT.txt).
 pub fn import(file: &Path, base: &Path, out: &Path) -> anyhow::Result<String> {
-    let nodes = source::load(file)?;
-    let imported = translate(&nodes);
+    let imported = read_and_translate(file)?;
     copy_base(base, out)?;
     let base_limits = std::fs::read_to_string(base.join("limits.yaml")).unwrap_or_default();
     let base_server = std::fs::read_to_string(base.join("server.yaml"))
@@ -28,20 +49,13 @@ pub fn import(file: &Path, base: &Path, out: &Path) -> anyhow::Result<String> {
         || file.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let files = [
-        ("edge.yaml", render::edge(&imported, &shown)),
-        (
-            "limits.yaml",
-            render::limits(&imported, &shown, &base_limits),
-        ),
-        ("upstreams.yaml", render::upstreams(&imported, &shown)),
-        ("server.yaml", render::server(&imported, &base_server)),
-    ];
-    for (name, text) in files {
+    let mut report = String::new();
+    for (name, text) in render_files(&imported, &shown, &base_limits, &base_server) {
         write(&out.join(name), &text)?;
+        if name == "IMPORT.txt" {
+            report = text;
+        }
     }
-    let report = render::report(&imported, &shown);
-    write(&out.join("IMPORT.txt"), &report)?;
     Ok(report)
 }
 
