@@ -584,3 +584,58 @@ fn shipped_versions_encode_inputs_as_the_training_pipeline_did() {
         );
     }
 }
+
+#[test]
+fn a_missing_onnx_runtime_is_a_clear_error_and_without_the_model_the_rule_path_serves() {
+    let conf = Conf::new();
+    let text = conf.read("model.yaml");
+    let library = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("library:"))
+        .unwrap()
+        .to_owned();
+    conf.patch(
+        "model.yaml",
+        &library,
+        "  library: /nonexistent/libonnxruntime.so",
+    );
+    // The server refuses to start, naming the file and the line.
+    let mut child = std::process::Command::new(BIN)
+        .arg("-c")
+        .arg(conf.path())
+        .env_remove("ORT_DYLIB_PATH")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kefu-edge started without ONNX Runtime");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("model.yaml") && err.contains("/nonexistent/libonnxruntime.so"),
+        "{err}"
+    );
+    // With the model stage off the library is not needed, and the rule path serves.
+    // (Follow-ups are then read by the follow-up rules alone: dialog.yaml says so or the
+    // configuration is refused.)
+    conf.patch("model.yaml", "enabled: true", "enabled: false");
+    conf.patch(
+        "dialog.yaml",
+        "model_decides_follow_ups: true",
+        "model_decides_follow_ups: false",
+    );
+    let server = Server::start(&conf);
+    let r = server.chat("u-no-ort", "怎么申请退款");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["source"], "rule");
+    let r = server.chat("u-no-ort", HANDED_ON[0]);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
