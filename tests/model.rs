@@ -168,6 +168,21 @@ fn copy_version(models: &Path, name: &str) -> PathBuf {
     to
 }
 
+/// Point the test configuration's model.yaml at `models`.
+fn use_models_dir(conf: &Conf, models: &Path) {
+    let text = conf.read("model.yaml");
+    let models_line = text
+        .lines()
+        .find(|l| l.starts_with("models_dir:"))
+        .unwrap()
+        .to_owned();
+    conf.patch(
+        "model.yaml",
+        &models_line,
+        &format!("models_dir: {}", models.display()),
+    );
+}
+
 fn wait_model(server: &Server, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -192,17 +207,7 @@ fn versions_swap_under_load_without_a_failed_request_and_a_broken_one_is_refused
     copy_version(&models, "v2");
     let broken = copy_version(&models, "v3");
     std::fs::write(broken.join("model.onnx"), b"not a model").unwrap();
-    let text = conf.read("model.yaml");
-    let models_line = text
-        .lines()
-        .find(|l| l.starts_with("models_dir:"))
-        .unwrap()
-        .to_owned();
-    conf.patch(
-        "model.yaml",
-        &models_line,
-        &format!("models_dir: {}", models.display()),
-    );
+    use_models_dir(&conf, &models);
     // Start on v1 (a copy of the shipped version under that name).
     conf.patch("model.yaml", "active: v2", "active: v1");
     let server = Arc::new(Server::start(&conf));
@@ -300,17 +305,7 @@ fn rollout_steps_through_the_admin_api_sit_over_model_yaml_until_it_changes() {
     let models = conf.path().join("models");
     copy_version(&models, "v1");
     copy_version(&models, "v2");
-    let text = conf.read("model.yaml");
-    let models_line = text
-        .lines()
-        .find(|l| l.starts_with("models_dir:"))
-        .unwrap()
-        .to_owned();
-    conf.patch(
-        "model.yaml",
-        &models_line,
-        &format!("models_dir: {}", models.display()),
-    );
+    use_models_dir(&conf, &models);
     conf.patch("model.yaml", "active: v2", "active: v1");
     conf.patch("model.yaml", "candidate: null", "candidate: v2");
     let server = Server::start(&conf);

@@ -19,6 +19,18 @@ fn with_client_settings(conf: &Conf, settings: &str) {
     conf.write("server.yaml", &format!("{server}client:\n{settings}"));
 }
 
+/// The value of a metric without labels on the server's /metrics.
+fn unlabelled_metric(server: &Server, name: &str) -> Option<u64> {
+    let metrics = common::get(server.admin, "/metrics")
+        .expect("metrics")
+        .text();
+    let prefix = format!("{name} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// Whether the server has closed `stream` (a read sees the end, or the connection reset).
 fn closed_by_server(stream: &mut TcpStream) -> bool {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
@@ -67,13 +79,7 @@ fn slow_request_heads_are_cut_while_other_clients_are_served() {
         started.elapsed()
     );
     assert!(served > 0);
-    let metrics = common::get(server.admin, "/metrics")
-        .expect("metrics")
-        .text();
-    let cut = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("kefu_connections_header_timeouts_total "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
+    let cut = unlabelled_metric(&server, "kefu_connections_header_timeouts_total")
         .expect("header timeout counter");
     assert!(cut >= SLOW as u64, "{cut} cut of {SLOW}");
 
@@ -108,13 +114,7 @@ fn slow_request_heads_are_cut_while_other_clients_are_served() {
 fn wait_open(server: &Server, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = common::get(server.admin, "/metrics")
-            .expect("metrics")
-            .text();
-        let open = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("kefu_connections_open "))
-            .and_then(|v| v.trim().parse::<usize>().ok());
+        let open = unlabelled_metric(server, "kefu_connections_open").map(|v| v as usize);
         if open == Some(n) {
             return;
         }

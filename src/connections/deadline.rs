@@ -103,6 +103,14 @@ impl HeaderDeadline {
         (stream, Expiry(expiry))
     }
 
+    /// A response is on its way: the next bytes the client sends start a new request.
+    fn response_started(&mut self) {
+        if self.phase == Phase::Request {
+            self.phase = Phase::Idle;
+            self.head = HeadEnd::default();
+        }
+    }
+
     fn expire(&mut self) -> Poll<io::Result<()>> {
         if !self.expired {
             self.expired = true;
@@ -170,11 +178,7 @@ impl AsyncWrite for HeaderDeadline {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        // A response is on its way: the next bytes the client sends start a new request.
-        if this.phase == Phase::Request {
-            this.phase = Phase::Idle;
-            this.head = HeadEnd::default();
-        }
+        this.response_started();
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
@@ -184,10 +188,7 @@ impl AsyncWrite for HeaderDeadline {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.phase == Phase::Request {
-            this.phase = Phase::Idle;
-            this.head = HeadEnd::default();
-        }
+        this.response_started();
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 

@@ -96,6 +96,15 @@ impl Harness {
             .unwrap()
     }
 
+    /// One request that takes 50 ms or more: what the shedding estimate learns from.
+    fn one_slow_request(&self) {
+        let first = self.submit("a");
+        self.started.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        self.release.send(()).unwrap();
+        assert!(first.wait_blocking().is_ok());
+    }
+
     fn seen(&self) -> Vec<usize> {
         self.batches.lock().unwrap().clone()
     }
@@ -117,11 +126,7 @@ fn a_request_that_rides_in_the_next_batch_is_not_shed() {
     let mut c = cfg(4, 0, 16);
     c.shed_wait = Duration::from_millis(20);
     let h = Harness::new(c, false);
-    let first = h.submit("a");
-    h.started.recv().unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    h.release.send(()).unwrap();
-    assert!(first.wait_blocking().is_ok());
+    h.one_slow_request();
     // Busy, one waiting: ~50 ms expected, but fewer than max_batch ahead.
     let busy = h.submit("a");
     h.started.recv().unwrap();
@@ -138,12 +143,7 @@ fn a_request_that_would_only_wait_is_shed() {
     let mut c = cfg(1, 0, 16);
     c.shed_wait = Duration::from_millis(20);
     let h = Harness::new(c, false);
-    // One request, measured at 50 ms or more.
-    let first = h.submit("a");
-    h.started.recv().unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    h.release.send(()).unwrap();
-    assert!(first.wait_blocking().is_ok());
+    h.one_slow_request();
     // The model busy again and one request waiting: the next one would wait ~50 ms.
     let busy = h.submit("a");
     h.started.recv().unwrap();
