@@ -224,7 +224,11 @@ impl Metrics {
                 )?,
                 header_timeouts: counter(
                     "kefu_connections_header_timeouts_total",
-                    "Connections cut because a request head did not arrive within client.header_timeout",
+                    "Connections cut because a request head (or a TLS handshake) did not arrive within client.header_timeout",
+                )?,
+                tls_failures: counter(
+                    "kefu_connections_tls_failures_total",
+                    "TLS handshakes on listen.chat_tls that failed (a client without TLS, no shared cipher or protocol)",
                 )?,
             },
             requests,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::apps::{HttpServerOptions, ServerApp};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
@@ -20,7 +21,7 @@ use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::cli::{Cli, Failure, load_config};
 use crate::config::ServerConfig;
-use crate::connections::{ConnectionCaps, ConnectionGuard};
+use crate::connections::{ConnectionCaps, ConnectionGuard, ConnectionTable, TlsTerminator};
 use crate::limits::LimitMetrics;
 use crate::metrics::Metrics;
 use crate::model::{BatchMetrics, ModelStage};
@@ -43,7 +44,8 @@ pub fn check(dir: &Path) -> Result<(), Failure> {
 
 /// Bind and release every listener address, to report a busy or forbidden port now.
 fn check_listeners(cfg: &ServerConfig) -> Result<(), String> {
-    for addr in cfg.chat_listen.iter().chain(&cfg.admin_listen) {
+    let all = [&cfg.chat_listen, &cfg.chat_tls_listen, &cfg.admin_listen];
+    for addr in all.into_iter().flatten() {
         std::net::TcpListener::bind(addr.as_str())
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     }
@@ -140,27 +142,20 @@ pub fn serve(cli: &Cli, hangup: HangupPipe, reopen: Arc<AtomicBool>) -> Result<(
     ));
     let state = Arc::clone(&reloader.current);
 
-    let proxy = pingora::proxy::http_proxy(
+    let mut proxy = pingora::proxy::http_proxy(
         &server.configuration,
         KefuProxy::new(Arc::clone(&state), Arc::clone(&metrics), model, access_log),
     );
-    let caps = {
-        let state = Arc::clone(&state);
-        move || {
-            let client = &state.load().config.server.client;
-            ConnectionCaps {
-                header_timeout: client.header_timeout,
-                max_connections: client.max_connections,
-                max_connections_per_client: client.max_connections_per_client,
-            }
-        }
-    };
-    let guarded = ConnectionGuard::new(proxy, caps, metrics.connections.clone());
-    let mut chat = Service::new("chat".to_string(), guarded);
-    for addr in &server_cfg.chat_listen {
-        chat.add_tcp(addr);
+    let mut options = HttpServerOptions::default();
+    options.h2c = server_cfg.h2c;
+    // An idle HTTP/2 connection is closed like an idle HTTP/1.1 keep-alive one.
+    options.h2_idle_timeout = Some(Duration::from_secs(
+        server_cfg.client.keepalive_timeout_secs,
+    ));
+    proxy.server_options = Some(options);
+    for chat in chat_services(Arc::new(proxy), &server_cfg, &state, &metrics)? {
+        server.add_service(chat);
     }
-    chat.threads = Some(server_cfg.threads);
 
     let mut admin = Service::new(
         "admin".to_string(),
@@ -174,7 +169,6 @@ pub fn serve(cli: &Cli, hangup: HangupPipe, reopen: Arc<AtomicBool>) -> Result<(
     }
     admin.threads = Some(1);
 
-    server.add_service(chat);
     server.add_service(admin);
     server.add_service(background_service(
         "reload on SIGHUP",
@@ -193,6 +187,66 @@ pub fn serve(cli: &Cli, hangup: HangupPipe, reopen: Arc<AtomicBool>) -> Result<(
         cli.conf.display()
     );
     server.run_forever()
+}
+
+/// The chat API's listening services: the cleartext addresses, and the HTTPS ones when
+/// there are any (their own service, whose guard does the TLS handshake), one application
+/// and one connection count behind both.
+fn chat_services<A: ServerApp + Send + Sync + 'static>(
+    app: Arc<A>,
+    server_cfg: &ServerConfig,
+    state: &Arc<ArcSwap<Snapshot>>,
+    metrics: &Metrics,
+) -> Result<Vec<Service<ConnectionGuard<A>>>, Failure> {
+    let caps: Arc<dyn Fn() -> ConnectionCaps + Send + Sync> = {
+        let state = Arc::clone(state);
+        Arc::new(move || {
+            let client = &state.load().config.server.client;
+            ConnectionCaps {
+                header_timeout: client.header_timeout,
+                max_connections: client.max_connections,
+                max_connections_per_client: client.max_connections_per_client,
+            }
+        })
+    };
+    let table = Arc::new(ConnectionTable::default());
+    let guard = |h2c| {
+        ConnectionGuard::new(
+            Arc::clone(&app),
+            Arc::clone(&caps),
+            Arc::clone(&table),
+            metrics.connections.clone(),
+            h2c,
+        )
+    };
+    let mut chat = Service::new("chat".to_string(), guard(server_cfg.h2c));
+    for addr in &server_cfg.chat_listen {
+        chat.add_tcp(addr);
+    }
+    chat.threads = Some(server_cfg.threads);
+    let mut services = vec![chat];
+    if let Some(tls) = &server_cfg.tls {
+        // The certificate in force: the one of the configuration loaded last (a reload
+        // that drops `tls` keeps the listeners, so it keeps the last certificate too).
+        let latest = std::sync::Mutex::new(Arc::clone(&tls.server_certificate.key));
+        let state = Arc::clone(state);
+        let certificate = move || {
+            let mut latest = latest.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = &state.load().config.server.tls {
+                *latest = Arc::clone(&t.server_certificate.key);
+            }
+            Arc::clone(&latest)
+        };
+        let terminator = TlsTerminator::new(certificate, tls.http2)
+            .map_err(|e| anyhow::anyhow!("TLS on listen.chat_tls: {e}"))?;
+        let mut https = Service::new("chat-tls".to_string(), guard(false).with_tls(terminator));
+        for addr in &server_cfg.chat_tls_listen {
+            https.add_tcp(addr);
+        }
+        https.threads = Some(server_cfg.threads);
+        services.push(https);
+    }
+    Ok(services)
 }
 
 /// The first health check of every upstream pool, before any listener opens, so the first

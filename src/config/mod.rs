@@ -17,6 +17,7 @@ mod post;
 mod router;
 mod server;
 mod source;
+mod tls;
 pub mod types;
 mod upstreams;
 
@@ -39,6 +40,7 @@ pub use model::{
 pub use post::{CampaignConfig, JudgeConfig, PostConfig};
 pub use router::{QualityGate, RouterConfig};
 pub use server::{ChatApiConfig, ClientCaps, ServerConfig};
+pub use tls::{ServerCertificate, TlsConfig};
 pub use upstreams::{
     BackendConfig, HealthCheckConfig, HealthCheckKind, PoolConfig, RouteConfig, UpstreamsConfig,
 };

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::ConfigError;
 use super::access_log::{self, AccessLogConfig, RawAccessLog};
 use super::source::Source;
+use super::tls::{self, RawTls, TlsConfig};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,12 +29,21 @@ pub struct RawServer {
     /// A file holding the admin API's bearer token (relative to this directory).
     admin_token_file: Option<String>,
     access_log: Option<RawAccessLog>,
+    /// The certificate of `listen.chat_tls`.
+    tls: Option<RawTls>,
+    /// Cleartext HTTP/2 with prior knowledge on `listen.chat` (nginx's `listen … http2`
+    /// without `ssl`); HTTP/1.1 is still served there.
+    #[serde(default)]
+    h2c: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawListen {
     chat: Vec<String>,
+    /// HTTPS addresses of the chat API (nginx's `listen 443 ssl`), served with `tls`.
+    #[serde(default)]
+    chat_tls: Vec<String>,
     admin: Vec<String>,
 }
 
@@ -148,6 +158,12 @@ fn default_upgrade_sock() -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub chat_listen: Vec<String>,
+    /// Chat addresses served over TLS with `tls`'s certificate.
+    pub chat_tls_listen: Vec<String>,
+    /// Present exactly when `chat_tls_listen` is not empty; its certificate is reloadable.
+    pub tls: Option<TlsConfig>,
+    /// Cleartext HTTP/2 (prior knowledge) on `chat_listen`.
+    pub h2c: bool,
     pub admin_listen: Vec<String>,
     pub threads: usize,
     /// Seconds pingora keeps serving in-flight requests after SIGTERM before stopping runtimes.
@@ -203,6 +219,9 @@ impl ServerConfig {
     /// Whether `other` differs in a setting that is only read at start-up.
     pub fn needs_restart(&self, other: &ServerConfig) -> bool {
         self.chat_listen != other.chat_listen
+            || self.chat_tls_listen != other.chat_tls_listen
+            || self.h2c != other.h2c
+            || self.tls.as_ref().map(|t| t.http2) != other.tls.as_ref().map(|t| t.http2)
             || self.admin_listen != other.admin_listen
             || self.threads != other.threads
             || self.grace_period_seconds != other.grace_period_seconds
@@ -215,8 +234,12 @@ impl ServerConfig {
 
 pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    for (key, addrs) in [("chat", &raw.listen.chat), ("admin", &raw.listen.admin)] {
-        if addrs.is_empty() {
+    for (key, addrs) in [
+        ("chat", &raw.listen.chat),
+        ("chat_tls", &raw.listen.chat_tls),
+        ("admin", &raw.listen.admin),
+    ] {
+        if addrs.is_empty() && key != "chat_tls" {
             errors.push(src.error_at(key, format!("listen.{key}: at least one address is needed")));
         }
         for a in addrs {
@@ -310,6 +333,24 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
             "client.max_header_bytes must be at most 1048576 (pingora reads no more)",
         ));
     }
+    let tls = match (raw.tls, raw.listen.chat_tls.is_empty()) {
+        (Some(t), false) => tls::validate(t, src).map_err(|e| errors.push(e)).ok(),
+        (None, false) => {
+            errors.push(src.error_at(
+                "chat_tls",
+                "listen.chat_tls needs a `tls` section with the certificate and its key",
+            ));
+            None
+        }
+        (Some(_), true) => {
+            errors.push(src.error_at(
+                "tls",
+                "tls is set but listen.chat_tls is empty: add the HTTPS addresses there",
+            ));
+            None
+        }
+        (None, true) => None,
+    };
     let access_log = raw
         .access_log
         .map(|a| access_log::validate(a, src, &mut errors));
@@ -319,6 +360,9 @@ pub fn validate(raw: RawServer, src: &Source) -> Result<ServerConfig, Vec<Config
     Ok(ServerConfig {
         access_log,
         chat_listen: raw.listen.chat,
+        chat_tls_listen: raw.listen.chat_tls,
+        tls,
+        h2c: raw.h2c,
         admin_listen: raw.listen.admin,
         threads: raw.threads,
         grace_period_seconds: raw.shutdown.grace_period_seconds,

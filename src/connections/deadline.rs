@@ -7,7 +7,10 @@
 //! but Pingora logs every failed head read at error level: a slowloris flood would flood the
 //! log. The clock starts when the connection is accepted, and on a kept-alive connection when
 //! the first byte of the next request arrives, so waiting idle between requests stays under
-//! Pingora's keep-alive timeout.
+//! Pingora's keep-alive timeout. On a connection that may speak HTTP/2 (ALPN `h2`, or h2c
+//! on a cleartext listener) the clock stops at the end of the client's connection preface:
+//! HTTP/2 frames are not lines, and an idle HTTP/2 connection is bounded by Pingora's
+//! `h2_idle_timeout` instead.
 
 use std::fmt;
 use std::io;
@@ -62,7 +65,12 @@ enum Phase {
     Idle,
     /// The head is in: the body and the response are bounded by Pingora's own timeouts.
     Request,
+    /// The HTTP/2 connection preface is in: no more clock on this connection.
+    Http2,
 }
+
+/// What an HTTP/2 client sends first (RFC 9113, 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A [`Stream`] whose request heads must arrive within `timeout` (see the module doc).
 pub struct HeaderDeadline {
@@ -74,6 +82,8 @@ pub struct HeaderDeadline {
     expiry: Arc<Notify>,
     /// The deadline passed: nothing more is read.
     expired: bool,
+    /// While HTTP/2 is possible and the first bytes match its preface: how many matched.
+    preface: Option<usize>,
 }
 
 /// Completes when a [`HeaderDeadline`]'s request head did not arrive in time.
@@ -87,20 +97,45 @@ impl Expiry {
 }
 
 impl HeaderDeadline {
-    /// `inner`, just accepted: its first request head is due within `timeout`. The
-    /// [`Expiry`] completes when a head is late; the stream then never reads again.
-    pub fn new(inner: Stream, timeout: Duration) -> (HeaderDeadline, Expiry) {
+    /// `inner`, accepted at `accepted` (before a TLS handshake, when there is one): its
+    /// first request head is due within `timeout` of that. The [`Expiry`] completes when a
+    /// head is late; the stream then never reads again. With `http2` the client may open
+    /// with the HTTP/2 preface, after which the clock stops.
+    pub fn new(
+        inner: Stream,
+        timeout: Duration,
+        accepted: Instant,
+        http2: bool,
+    ) -> (HeaderDeadline, Expiry) {
         let expiry = Arc::new(Notify::new());
         let stream = HeaderDeadline {
             inner,
             timeout,
             phase: Phase::Head,
             head: HeadEnd::default(),
-            timer: Box::pin(tokio::time::sleep(timeout)),
+            timer: Box::pin(tokio::time::sleep_until(accepted + timeout)),
             expiry: Arc::clone(&expiry),
             expired: false,
+            preface: http2.then_some(0),
         };
         (stream, Expiry(expiry))
+    }
+
+    /// Follow the HTTP/2 preface through the connection's first bytes.
+    fn match_preface(&mut self, new: &[u8]) {
+        let Some(matched) = self.preface else {
+            return;
+        };
+        let want = &H2_PREFACE[matched..];
+        let n = want.len().min(new.len());
+        if new[..n] != want[..n] {
+            self.preface = None;
+        } else if matched + n == H2_PREFACE.len() {
+            self.preface = None;
+            self.phase = Phase::Http2;
+        } else {
+            self.preface = Some(matched + n);
+        }
     }
 
     /// A response is on its way: the next bytes the client sends start a new request.
@@ -148,6 +183,7 @@ impl AsyncRead for HeaderDeadline {
                 if new.is_empty() {
                     return Poll::Ready(Ok(()));
                 }
+                this.match_preface(new);
                 if this.phase == Phase::Idle {
                     this.phase = Phase::Head;
                     this.timer.as_mut().reset(Instant::now() + this.timeout);
@@ -306,6 +342,13 @@ mod tests {
     }
 
     async fn pair(timeout: Duration) -> (HeaderDeadline, tokio::net::TcpStream, Expiry) {
+        pair_with(timeout, false).await
+    }
+
+    async fn pair_with(
+        timeout: Duration,
+        http2: bool,
+    ) -> (HeaderDeadline, tokio::net::TcpStream, Expiry) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -314,7 +357,7 @@ mod tests {
         let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(
             tokio::net::TcpStream::from_std(raw).unwrap(),
         ));
-        let (stream, expiry) = HeaderDeadline::new(stream, timeout);
+        let (stream, expiry) = HeaderDeadline::new(stream, timeout, Instant::now(), http2);
         (stream, client, expiry)
     }
 
@@ -379,5 +422,56 @@ mod tests {
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let took = read_until_expiry(&mut server, &expiry).await;
         assert!(took >= Duration::from_millis(150), "{took:?}");
+    }
+
+    /// Frames trickle in on an HTTP/2 connection for longer than the head timeout.
+    async fn trickle_frames(http2: bool) -> bool {
+        let (mut server, mut client, expiry) = pair_with(Duration::from_millis(200), http2).await;
+        client.write_all(H2_PREFACE).await.unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = 0;
+        while got < H2_PREFACE.len() {
+            got += server.read(&mut buf[got..]).await.unwrap();
+        }
+        // The server's SETTINGS frame, then client frames with no line in them.
+        server
+            .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+            .await
+            .unwrap();
+        for _ in 0..6 {
+            client
+                .write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0])
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            let _ = tokio::time::timeout(Duration::from_millis(20), server.read(&mut buf)).await;
+        }
+        tokio::time::timeout(Duration::from_millis(50), expiry.wait())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn after_the_http2_preface_the_clock_stops() {
+        assert!(!trickle_frames(true).await, "an HTTP/2 connection was cut");
+        // Where HTTP/2 is not served, the preface is an HTTP/1 head like any other.
+        assert!(trickle_frames(false).await, "HTTP/1 connection not cut");
+    }
+
+    #[tokio::test]
+    async fn a_late_preface_is_cut() {
+        let (mut server, mut client, expiry) = pair_with(Duration::from_millis(200), true).await;
+        let writer = tokio::spawn(async move {
+            for b in H2_PREFACE {
+                if client.write_all(&[*b]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        });
+        let took = read_until_expiry(&mut server, &expiry).await;
+        assert!(took >= Duration::from_millis(150), "{took:?}");
+        drop(server);
+        writer.await.unwrap();
     }
 }

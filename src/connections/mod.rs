@@ -5,11 +5,15 @@
 //! closed before its request is read; an admitted one is served with a [`HeaderDeadline`]
 //! under the HTTP session.
 //!
+//! On the HTTPS addresses the guard also does the TLS handshake ([`TlsTerminator`]), under the
+//! same limits and deadline; a connection over a limit there is closed without an answer.
+//!
 //! The client address here is the socket's peer: no header has been read yet, so a
 //! `real_ip_header` cannot apply. Behind a load balancer every connection comes from it, and
 //! the per-client limit must stay off (0), as with nginx's `limit_conn` on `$remote_addr`.
 
 mod deadline;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,12 +23,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
+use pingora::listeners::ALPN;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 pub use deadline::{Expiry, HeaderDeadline};
+pub use tls::TlsTerminator;
 
 /// What [`ConnectionGuard`] enforces; read for every new connection, so a reload applies to
 /// the next one.
@@ -66,6 +73,8 @@ pub struct ConnectionMetrics {
     pub refused: IntCounterVec,
     /// Connections cut because a request head did not arrive in time.
     pub header_timeouts: IntCounter,
+    /// TLS handshakes that failed.
+    pub tls_failures: IntCounter,
 }
 
 impl ConnectionMetrics {
@@ -76,6 +85,8 @@ impl ConnectionMetrics {
             refused: IntCounterVec::new(Opts::new("refused", "refused"), &["reason"])
                 .unwrap_or_else(|_| unreachable!("static counter options are valid")),
             header_timeouts: IntCounter::new("header_timeouts", "header_timeouts")
+                .unwrap_or_else(|_| unreachable!("static counter options are valid")),
+            tls_failures: IntCounter::new("tls_failures", "tls_failures")
                 .unwrap_or_else(|_| unreachable!("static counter options are valid")),
         }
     }
@@ -169,23 +180,46 @@ Connection: close\r\n\r\n\
 /// deadline. `caps` gives the current settings (the configuration in force).
 pub struct ConnectionGuard<A> {
     app: Arc<A>,
-    caps: Box<dyn Fn() -> ConnectionCaps + Send + Sync>,
-    table: ConnectionTable,
+    caps: Arc<dyn Fn() -> ConnectionCaps + Send + Sync>,
+    /// Shared by the guards of one application (cleartext and HTTPS addresses).
+    table: Arc<ConnectionTable>,
     metrics: ConnectionMetrics,
+    /// The handshake, on HTTPS addresses.
+    tls: Option<TlsTerminator>,
+    /// Whether the application serves cleartext HTTP/2 (h2c).
+    h2c: bool,
 }
 
 impl<A> ConnectionGuard<A> {
+    /// The guard of cleartext addresses; `h2c`: the application takes HTTP/2 there too.
     pub fn new(
-        app: A,
-        caps: impl Fn() -> ConnectionCaps + Send + Sync + 'static,
+        app: Arc<A>,
+        caps: Arc<dyn Fn() -> ConnectionCaps + Send + Sync>,
+        table: Arc<ConnectionTable>,
         metrics: ConnectionMetrics,
+        h2c: bool,
     ) -> ConnectionGuard<A> {
         ConnectionGuard {
-            app: Arc::new(app),
-            caps: Box::new(caps),
-            table: ConnectionTable::default(),
+            app,
+            caps,
+            table,
             metrics,
+            tls: None,
+            h2c,
         }
+    }
+
+    /// The same guard for HTTPS addresses: every connection is a TLS handshake first.
+    pub fn with_tls(self, tls: TlsTerminator) -> ConnectionGuard<A> {
+        ConnectionGuard {
+            tls: Some(tls),
+            h2c: false,
+            ..self
+        }
+    }
+
+    fn client_name(client: Option<IpAddr>) -> String {
+        client.map_or_else(|| "?".into(), |ip| ip.to_string())
     }
 }
 
@@ -198,6 +232,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let accepted = Instant::now();
         let caps = (self.caps)();
         let client = stream
             .get_socket_digest()
@@ -211,9 +246,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
                     .inc();
                 log::warn!(
                     "connection from {} refused: {} connection limit reached",
-                    client.map_or_else(|| "?".into(), |ip| ip.to_string()),
+                    Self::client_name(client),
                     refusal.as_str()
                 );
+                // A TLS client could not read the answer: it is closed without one.
+                if self.tls.is_some() {
+                    return None;
+                }
                 // Bounded: a client that does not read must not hold the task.
                 let write = async {
                     stream.write_all(REFUSED).await?;
@@ -224,20 +263,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
             }
         };
         self.metrics.open.inc();
-        let (stream, expiry) = HeaderDeadline::new(stream, caps.header_timeout);
-        let reused = tokio::select! {
-            reused = self.app.process_new(Box::new(stream), shutdown) => reused,
-            () = expiry.wait() => {
-                // Dropping the session closes the connection (nginx logs this at info too).
-                self.metrics.header_timeouts.inc();
-                log::info!(
-                    "client {} timed out reading a request head ({:?})",
-                    client.map_or_else(|| "?".into(), |ip| ip.to_string()),
-                    caps.header_timeout
-                );
-                None
-            }
-        };
+        let reused = self.serve(stream, client, &caps, accepted, shutdown).await;
         self.metrics.open.dec();
         drop(slot);
         reused
@@ -245,6 +271,64 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
 
     async fn cleanup(&self) {
         self.app.cleanup().await
+    }
+}
+
+impl<A: ServerApp + Send + Sync + 'static> ConnectionGuard<A> {
+    /// An admitted connection: the TLS handshake where there is one, then the application
+    /// under the request-head deadline.
+    async fn serve(
+        &self,
+        stream: Stream,
+        client: Option<IpAddr>,
+        caps: &ConnectionCaps,
+        accepted: Instant,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let stream = match &self.tls {
+            None => stream,
+            Some(tls) => {
+                let due = accepted + caps.header_timeout;
+                match tokio::time::timeout_at(due, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        self.metrics.tls_failures.inc();
+                        log::info!(
+                            "TLS handshake with {} failed: {e}",
+                            Self::client_name(client)
+                        );
+                        return None;
+                    }
+                    Err(_) => {
+                        self.metrics.header_timeouts.inc();
+                        log::info!(
+                            "client {} timed out in the TLS handshake ({:?})",
+                            Self::client_name(client),
+                            caps.header_timeout
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let http2 = match &self.tls {
+            None => self.h2c,
+            Some(_) => stream.selected_alpn_proto() == Some(ALPN::H2),
+        };
+        let (stream, expiry) = HeaderDeadline::new(stream, caps.header_timeout, accepted, http2);
+        tokio::select! {
+            reused = self.app.process_new(Box::new(stream), shutdown) => reused,
+            () = expiry.wait() => {
+                // Dropping the session closes the connection (nginx logs this at info too).
+                self.metrics.header_timeouts.inc();
+                log::info!(
+                    "client {} timed out reading a request head ({:?})",
+                    Self::client_name(client),
+                    caps.header_timeout
+                );
+                None
+            }
+        }
     }
 }
 

@@ -198,7 +198,7 @@ fn no_counterpart(name: &str) -> &'static str {
         }
         "server_name" => "kefu-edge serves one site per listener: server names are not matched",
         "ssl_certificate" | "ssl_certificate_key" | "ssl_protocols" | "ssl_ciphers" => {
-            "TLS is not on the chat listener yet: terminate TLS in front of kefu-edge"
+            "TLS is not imported: put the HTTPS addresses in server.yaml's listen.chat_tls and the files in its tls section (certificate, certificate_key); rustls offers TLS 1.2 and 1.3 with its own cipher suites"
         }
         "client_max_body_size" => "set server.yaml chat.max_body_bytes for the chat API body",
         "proxy_set_header" | "proxy_http_version" | "proxy_buffering" | "proxy_buffers"

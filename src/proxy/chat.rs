@@ -69,7 +69,8 @@ impl KefuProxy {
                 .write_continue_response()
                 .await?;
         }
-        let body = match read_body(session, caps.max_body_bytes).await? {
+        let body_timeout = snap.config.server.client.body_timeout;
+        let body = match read_body(session, caps.max_body_bytes, body_timeout).await? {
             Body::Ok(b) => b,
             Body::TooLarge => {
                 let e = too_large();
@@ -416,18 +417,26 @@ impl ShadowSampler {
 }
 
 /// Read the whole body, stopping as soon as it exceeds `cap`. One chunk (the usual case for
-/// a small JSON body) is returned without a copy. Each read waits at most `client.body_timeout`
-/// (set on the session by the request filter).
-async fn read_body(session: &mut Session, cap: usize) -> Result<Body> {
+/// a small JSON body) is returned without a copy. Each read waits at most `timeout`
+/// (`client.body_timeout`): on HTTP/1 the request filter set it on the session as well, but
+/// Pingora's HTTP/2 session has no read timeout of its own.
+async fn read_body(
+    session: &mut Session,
+    cap: usize,
+    timeout: std::time::Duration,
+) -> Result<Body> {
     let mut first: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
     let mut total = 0usize;
     loop {
-        let chunk = match session.read_request_body().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e) if e.etype() == &pingora::ErrorType::ReadTimedout => return Ok(Body::TimedOut),
-            Err(e) => return Err(e),
+        let chunk = match tokio::time::timeout(timeout, session.read_request_body()).await {
+            Ok(Ok(Some(chunk))) => chunk,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) if e.etype() == &pingora::ErrorType::ReadTimedout => {
+                return Ok(Body::TimedOut);
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(Body::TimedOut),
         };
         total += chunk.len();
         if total > cap {
