@@ -17,21 +17,7 @@ KEFU_BIN=${KEFU_BIN:-$ROOT/target/release/kefu-edge}
 LOADS=${LOADS:-"50 90"}
 [[ -x $KEFU_BIN ]] || { echo "model_path.sh: build first: cargo build --release" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/kefu-model-bench.XXXXXX)
-cp -rL bench/conf "$WORK/conf" # some of its files are links into conf/
-python3 - "$WORK/conf" "$ROOT" <<'PY'
-import sys, pathlib
-conf, root = pathlib.Path(sys.argv[1]), sys.argv[2]
-for name, old, new in [
-    ("model.yaml", "../../third_party", f"{root}/third_party"),
-    ("model.yaml", "../../models/intent", f"{root}/models/intent"),
-    ("router.yaml", "../../models/router", f"{root}/models/router"),
-]:
-    p = conf / name
-    p.write_text(p.read_text().replace(old, new))
-p = conf / "model.yaml"
-lines = [("enabled: true" if l.startswith("enabled:") else l) for l in p.read_text().splitlines()]
-p.write_text("\n".join(lines) + "\n")
-PY
+bench/model_conf.py "$WORK/conf"
 grep -v '^#' models/eval/second_eval.tsv | cut -f1 >"$WORK/all.txt"
 "$KEFU_BIN" classify -c "$WORK/conf" <"$WORK/all.txt" 2>/dev/null | paste "$WORK/all.txt" - |
     awk -F'\t' '$4 == "model" { print $1 }' >"$WORK/model_path.txt"

@@ -30,27 +30,8 @@ done
 [[ -x $KEFU_BIN ]] || { echo "shedding: build first: cargo build --release" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/kefu-shed.XXXXXX)
 
-# conf_with SHED_WAIT DIR: bench/conf, model stage on, absolute paths, this shed_wait.
-conf_with() {
-    cp -rL bench/conf "$2"
-    python3 - "$2" "$ROOT" "$1" <<'PY'
-import sys, pathlib, re
-conf, root, shed = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-for name, old, new in [
-    ("model.yaml", "../../third_party", f"{root}/third_party"),
-    ("model.yaml", "../../models/intent", f"{root}/models/intent"),
-    ("router.yaml", "../../models/router", f"{root}/models/router"),
-]:
-    p = conf / name
-    p.write_text(p.read_text().replace(old, new))
-p = conf / "model.yaml"
-text = re.sub(r"(?m)^enabled:.*$", "enabled: true", p.read_text())
-text = re.sub(r"(?m)^(\s*shed_wait:)\s*\S+", r"\1 " + shed, text)
-p.write_text(text)
-PY
-}
-conf_with 100ms "$WORK/shed"
-conf_with 0s "$WORK/noshed"
+bench/model_conf.py "$WORK/shed" --set shed_wait=100ms
+bench/model_conf.py "$WORK/noshed" --set shed_wait=0s
 grep -v '^#' models/eval/second_eval.tsv | cut -f1 >"$WORK/all.txt"
 "$KEFU_BIN" classify -c "$WORK/shed" <"$WORK/all.txt" 2>/dev/null | paste "$WORK/all.txt" - |
     awk -F'\t' '$4 == "model" { print $1 }' >"$WORK/model_path.txt"

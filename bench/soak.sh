@@ -20,26 +20,11 @@ for cmd in wrk taskset curl python3; do
 done
 [[ -x $KEFU_BIN ]] || { echo "soak: build first: cargo build --release" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/kefu-soak.XXXXXX)
-cp -rL bench/conf "$WORK/conf"
 mkdir -p "$WORK/models"
 cp -r models/intent/v2 "$WORK/models/v2"
 cp -r models/intent/v2 "$WORK/models/v2b"
-python3 - "$WORK" "$ROOT" <<'PY'
-import sys, pathlib, re
-work, root = pathlib.Path(sys.argv[1]), sys.argv[2]
-m = work / "models/v2b/manifest.json"
-m.write_text(m.read_text().replace('"version": "v2"', '"version": "v2b"', 1))
-conf = work / "conf"
-p = conf / "router.yaml"
-p.write_text(p.read_text().replace("../../models/router", f"{root}/models/router"))
-p = conf / "model.yaml"
-t = p.read_text().replace("../../third_party", f"{root}/third_party")
-t = re.sub(r"(?m)^models_dir:.*$", f"models_dir: {work}/models", t)
-t = re.sub(r"(?m)^enabled:.*$", "enabled: true", t)
-t = re.sub(r"(?m)^candidate:.*$", "candidate: v2b", t)
-t = re.sub(r"(?m)^active:.*$", "active: v2", t)
-p.write_text(t)
-PY
+sed -i '0,/"version": "v2"/s//"version": "v2b"/' "$WORK/models/v2b/manifest.json"
+bench/model_conf.py "$WORK/conf" --models-dir "$WORK/models" --set active=v2 --set candidate=v2b
 grep -v '^#' models/eval/second_eval.tsv | cut -f1 >"$WORK/messages.txt"
 
 taskset -c 0 "$KEFU_BIN" -c "$WORK/conf" >"$WORK/server.log" 2>&1 &
