@@ -18,6 +18,8 @@
 # kefu_local without; SERVERS defaults to "kefu kefu_local" and the table gives their ratio.
 # SHARED_TIMEOUT_MS=50: both tiers' bound on one Redis check (see below).
 # SHARED_UNIX=1: both tiers reach that Redis over a unix socket instead of loopback TCP.
+# SHARED_AHEAD=0: kefu-edge's limits.yaml `shared.ahead` (default: the product's, 0.5); 0 makes
+# every request wait for Redis's answer.
 # The three run in interleaved rounds (the starting server rotates each round), so a build
 # or other noise that comes and goes hits all of them; the table shows medians over rounds
 # and the kefu/nginx ratio is also given as the median of per-round ratios.
@@ -227,6 +229,8 @@ url = "redis://127.0.0.1:%s" % port
 if os.environ.get("SHARED_UNIX"):
     url = "unix://" + os.path.join(os.path.dirname(os.path.dirname(path)), "redis.sock")
 limits["shared"] = {"redis": url, "timeout": "%sms" % timeout, "nodes": 1}
+if os.environ.get("SHARED_AHEAD"):
+    limits["shared"]["ahead"] = float(os.environ["SHARED_AHEAD"])
 yaml.safe_dump(limits, open(path, "w"))
 PY
     # Relative paths of the copy (../models, the ONNX Runtime library) point back to the original.

@@ -199,7 +199,7 @@ impl Metrics {
             limits: LimitMetrics {
                 shared_checks: counter_vec(
                     "kefu_limits_shared_checks_total",
-                    "Checks of shared buckets answered by Redis, by result (allowed, limited, error)",
+                    "Checks of shared buckets answered by Redis, by result (allowed, allowed_ahead: admitted before its answer, limited, error)",
                     &["result"],
                 )?,
                 fallbacks: counter_vec(

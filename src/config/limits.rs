@@ -39,6 +39,12 @@ struct RawShared {
     nodes: u32,
     #[serde(default)]
     breaker: BreakerConfig,
+    #[serde(default = "default_ahead")]
+    ahead: f64,
+}
+
+fn default_ahead() -> f64 {
+    0.5
 }
 
 fn default_timeout() -> Duration {
@@ -113,6 +119,9 @@ pub struct SharedLimitsConfig {
     /// Nodes sharing the buckets: the local fallback admits `rate / nodes`, `burst / nodes`.
     pub nodes: u32,
     pub breaker: BreakerConfig,
+    /// A request is admitted before Redis answers when Redis's last answer for its buckets
+    /// (under a second old) left more than this share of the smallest burst; 0: always wait.
+    pub ahead: f64,
 }
 
 /// Absent buckets do not limit. Keyed buckets remember at most `max_tracked_keys` keys each.
@@ -211,6 +220,12 @@ fn validate_shared(
             "shared.breaker needs failures >= 1 and open_for > 0",
         );
     }
+    if !(0.0..=1.0).contains(&raw.ahead) {
+        bad(
+            "ahead",
+            "shared.ahead must be between 0 and 1 (0: always wait for Redis)",
+        );
+    }
     if raw.hash_tag.is_empty() || raw.hash_tag.contains(['{', '}']) {
         bad(
             "hash_tag",
@@ -226,6 +241,7 @@ fn validate_shared(
         hash_tag: raw.hash_tag,
         nodes: raw.nodes.max(1),
         breaker: raw.breaker,
+        ahead: raw.ahead,
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod bounded_store;
 mod breaker;
+mod headroom;
 mod shared;
 
 use std::hash::{BuildHasher, RandomState};
@@ -146,6 +147,7 @@ impl Local {
 /// lookup per request).
 struct SharedCounters {
     allowed: IntCounter,
+    allowed_ahead: IntCounter,
     limited: IntCounter,
     error: IntCounter,
     fallback_allowed: IntCounter,
@@ -157,6 +159,7 @@ impl SharedCounters {
     fn of(m: &LimitMetrics) -> SharedCounters {
         SharedCounters {
             allowed: m.shared_checks.with_label_values(&["allowed"]),
+            allowed_ahead: m.shared_checks.with_label_values(&["allowed_ahead"]),
             limited: m.shared_checks.with_label_values(&["limited"]),
             error: m.shared_checks.with_label_values(&["error"]),
             fallback_allowed: m.fallbacks.with_label_values(&["allowed"]),
@@ -321,6 +324,10 @@ impl Limiters {
                             sh.counters.allowed.inc();
                             Ok(())
                         }
+                        Outcome::AllowedAhead => {
+                            sh.counters.allowed_ahead.inc();
+                            Ok(())
+                        }
                         Outcome::Limited { kind, retry_after } => {
                             sh.counters.limited.inc();
                             Err(Limited { kind, retry_after })
@@ -426,6 +433,7 @@ mod tests {
             hash_tag: "rl".into(),
             nodes: 3,
             breaker: Default::default(),
+            ahead: 0.5,
         });
         let metrics = LimitMetrics::unregistered();
         let l = Limiters::new(&c, metrics.clone()).unwrap();

@@ -4,16 +4,18 @@
 //! while a call is out go together in the next call (a driver task, like the model stage's
 //! batcher), so a busy node pays one round trip per batch. A check never waits longer than
 //! the configured timeout, and never for a connect: without a connection the caller falls
-//! back at once while one is made.
+//! back at once while one is made. With `shared.ahead`, a request far from its limits is
+//! admitted before Redis answers ([`Headroom`]); its check still goes out in the next call.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::cluster::ClusterClientBuilder;
 use redis::{ErrorKind, ServerErrorKind};
 use tokio::sync::{mpsc, oneshot};
 
 use super::LimitKind;
+use super::headroom::Headroom;
 use crate::config::SharedLimitsConfig;
 use crate::redis_link::{RedisLink, Target};
 
@@ -43,6 +45,8 @@ pub enum SharedError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Allowed,
+    /// Admitted before Redis answered: the last answer left plenty (`shared.ahead`).
+    AllowedAhead,
     Limited {
         kind: LimitKind,
         retry_after: Duration,
@@ -58,6 +62,10 @@ pub struct RedisBuckets {
     timeout: Duration,
     /// `<key_prefix>{<hash_tag>}:`.
     key_base: String,
+    /// `shared.ahead`: the share of the smallest burst that must be left for a request to
+    /// be admitted before Redis answers (0: always wait).
+    ahead: f64,
+    headroom: Arc<Headroom>,
 }
 
 /// The key part of a bucket kind; the OpenResty module uses the same words.
@@ -92,6 +100,8 @@ impl RedisBuckets {
             sha: redis::Script::new(GCRA_SCRIPT).get_hash().to_owned(),
             timeout: cfg.timeout,
             key_base: format!("{}{{{}}}:", cfg.key_prefix, cfg.hash_tag),
+            ahead: cfg.ahead,
+            headroom: Arc::new(Headroom::default()),
         })
     }
 
@@ -105,13 +115,27 @@ impl RedisBuckets {
     /// Redis and this node pay one round trip per batch instead of one per request.
     pub async fn check(&self, buckets: &[SharedBucket<'_>]) -> Result<Outcome, SharedError> {
         let queue = self.queue.get_or_init(|| self.start_driver());
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            keys: buckets.iter().map(|b| self.key(b.kind, b.key)).collect(),
+        let keys: Vec<String> = buckets.iter().map(|b| self.key(b.kind, b.key)).collect();
+        let headroom_key = Headroom::key_of(&keys);
+        let mut job = Job {
+            keys,
             quotas: buckets.iter().map(|b| (b.interval_us, b.burst)).collect(),
             kinds: buckets.iter().map(|b| b.kind).collect(),
-            reply,
+            headroom_key,
+            reply: None,
         };
+        if self.ahead > 0.0 {
+            let smallest = buckets.iter().map(|b| b.burst).min().unwrap_or(0);
+            let floor = (f64::from(smallest) * self.ahead).ceil() as u32;
+            if self.headroom.take(headroom_key, floor, Instant::now()) {
+                return match queue.try_send(job) {
+                    Ok(()) => Ok(Outcome::AllowedAhead),
+                    Err(_) => Err(SharedError::Failed("check queue full".into())),
+                };
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        job.reply = Some(reply);
         queue
             .try_send(job)
             .map_err(|_| SharedError::Failed("check queue full".into()))?;
@@ -132,6 +156,7 @@ impl RedisBuckets {
             link: Arc::clone(&self.link),
             sha: self.sha.clone(),
             timeout: self.timeout,
+            headroom: Arc::clone(&self.headroom),
         };
         tokio::spawn(driver.run(rx));
         tx
@@ -148,13 +173,17 @@ struct Job {
     keys: Vec<String>,
     quotas: Vec<(u64, u32)>,
     kinds: Vec<LimitKind>,
-    reply: oneshot::Sender<Result<Outcome, SharedError>>,
+    /// [`Headroom::key_of`] the keys.
+    headroom_key: u64,
+    /// None for a request admitted ahead: nobody waits for the answer.
+    reply: Option<oneshot::Sender<Result<Outcome, SharedError>>>,
 }
 
 struct Driver {
     link: Arc<RedisLink>,
     sha: String,
     timeout: Duration,
+    headroom: Arc<Headroom>,
 }
 
 impl Driver {
@@ -162,13 +191,22 @@ impl Driver {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
             let answers = self.call(&jobs).await;
+            let now = Instant::now();
+            if answers.is_err() {
+                self.headroom.clear();
+            }
             for (i, job) in jobs.drain(..).enumerate() {
                 let answer = match &answers {
-                    Ok(values) => decode(values, i, &job.kinds),
+                    Ok(values) => decode(values, i, &job.kinds).map(|(outcome, remaining)| {
+                        self.headroom.record(job.headroom_key, remaining, now);
+                        outcome
+                    }),
                     Err(e) => Err(e.clone()),
                 };
                 // The caller may have given up (its timeout): nothing to tell it then.
-                let _ = job.reply.send(answer);
+                if let Some(reply) = job.reply {
+                    let _ = reply.send(answer);
+                }
             }
         }
     }
@@ -221,23 +259,25 @@ impl Driver {
     }
 }
 
-/// Request `i`'s four values: allowed, remaining, retry-after (ms), refused by (from 1).
-fn decode(values: &[i64], i: usize, kinds: &[LimitKind]) -> Result<Outcome, SharedError> {
+/// Request `i`'s four values: allowed, remaining, retry-after (ms), refused by (from 1);
+/// the outcome and the admissions left.
+fn decode(values: &[i64], i: usize, kinds: &[LimitKind]) -> Result<(Outcome, u32), SharedError> {
     let v = values
         .get(4 * i..4 * i + 4)
         .ok_or_else(|| SharedError::Failed("short answer".into()))?;
     if v[0] == 1 {
-        return Ok(Outcome::Allowed);
+        return Ok((Outcome::Allowed, u32::try_from(v[1]).unwrap_or(0)));
     }
     let kind = usize::try_from(v[3] - 1)
         .ok()
         .and_then(|k| kinds.get(k))
         .copied()
         .unwrap_or(LimitKind::User);
-    Ok(Outcome::Limited {
+    let limited = Outcome::Limited {
         kind,
         retry_after: Duration::from_millis(u64::try_from(v[2]).unwrap_or(0)),
-    })
+    };
+    Ok((limited, 0))
 }
 
 #[cfg(test)]
@@ -254,6 +294,7 @@ mod tests {
             hash_tag: "rl".into(),
             nodes: 1,
             breaker: Default::default(),
+            ahead: 0.0,
         }
     }
 
@@ -368,5 +409,60 @@ mod tests {
             r.key(LimitKind::User, &user),
         ];
         delete(&r, &keys).await;
+    }
+
+    /// With `ahead`, requests far from the limit do not wait for Redis, yet Redis counts
+    /// them all and the last ones before the limit wait: exactly the burst is admitted.
+    #[tokio::test]
+    async fn admitting_ahead_still_admits_exactly_the_burst() {
+        if local_redis().is_none() {
+            return;
+        }
+        let r = RedisBuckets::new(&SharedLimitsConfig {
+            ahead: 0.5,
+            ..cfg("redis://127.0.0.1:6379")
+        })
+        .unwrap();
+        let user = format!("a{}", std::process::id());
+        let bucket = SharedBucket {
+            kind: LimitKind::User,
+            key: &user,
+            interval_us: 3_600_000_000,
+            burst: 10,
+        };
+        let mut answers = Vec::new();
+        while answers.len() < 20 {
+            match r.check(&[bucket]).await {
+                Ok(o) => answers.push(o),
+                Err(SharedError::NotConnected) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        let count = |o: fn(&Outcome) -> bool| answers.iter().filter(|a| o(a)).count();
+        let ahead = count(|a| *a == Outcome::AllowedAhead);
+        let waited = count(|a| *a == Outcome::Allowed);
+        assert_eq!(ahead + waited, 10, "{answers:?}");
+        assert!(
+            ahead >= 4,
+            "9 left after the first, 5 kept for Redis: {answers:?}"
+        );
+        assert_eq!(
+            answers[9],
+            Outcome::Allowed,
+            "the last admission waited for Redis"
+        );
+        // Redis counted the ones admitted ahead: another node finds the bucket empty.
+        let other = RedisBuckets::new(&cfg("redis://127.0.0.1:6379")).unwrap();
+        let mut seen = None;
+        while seen.is_none() {
+            match other.check(&[bucket]).await {
+                Ok(o) => seen = Some(o),
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        assert!(matches!(seen, Some(Outcome::Limited { .. })), "{seen:?}");
+        delete(&r, &[r.key(LimitKind::User, &user)]).await;
     }
 }
