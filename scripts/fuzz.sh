@@ -11,7 +11,8 @@
 # for, and the uninstrumented build takes a third of the time. FUZZ_PROFILE=dev builds the
 # targets unoptimised: half the build time (6 against 12 minutes on the 2-core machine, where
 # every dependency is built again with coverage instrumentation) for about a sixteenth of the
-# executions per second; .ci/run uses it for its 30-second smoke runs, long runs should not.
+# executions per second, and the reply filter's target then takes more than the 10 s timeout
+# to build its dictionary: useful for the other targets only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}

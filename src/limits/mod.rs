@@ -312,7 +312,13 @@ impl Limiters {
         let now = WallInstant::now();
         let admit = sh.breaker.admit(now);
         if admit != Admit::Fallback {
-            match sh.redis.check(&buckets).await {
+            // A probe of a half-open breaker must reach Redis: never answered ahead.
+            match sh.redis.check(&buckets, admit != Admit::Probe).await {
+                // Not an answer from Redis: the breaker is not told.
+                Ok(Outcome::AllowedAhead) => {
+                    sh.counters.allowed_ahead.inc();
+                    return Ok(());
+                }
                 Ok(outcome) => {
                     if admit == Admit::Probe {
                         log::info!("shared limits: Redis answers again; breaker closed");
@@ -320,12 +326,8 @@ impl Limiters {
                     sh.breaker.success();
                     sh.counters.breaker_state.set(BreakerState::Closed as i64);
                     return match outcome {
-                        Outcome::Allowed => {
+                        Outcome::Allowed | Outcome::AllowedAhead => {
                             sh.counters.allowed.inc();
-                            Ok(())
-                        }
-                        Outcome::AllowedAhead => {
-                            sh.counters.allowed_ahead.inc();
                             Ok(())
                         }
                         Outcome::Limited { kind, retry_after } => {

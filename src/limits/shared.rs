@@ -113,7 +113,13 @@ impl RedisBuckets {
     /// Check `buckets` (at least one). Requests that arrive while a call is out go
     /// together in the next one (one `EVALSHA` for all of them, each all or nothing), so
     /// Redis and this node pay one round trip per batch instead of one per request.
-    pub async fn check(&self, buckets: &[SharedBucket<'_>]) -> Result<Outcome, SharedError> {
+    /// With `may_answer_ahead` (and `shared.ahead` set) a request far from its limits is
+    /// answered at once ([`Outcome::AllowedAhead`]) and its check sent without waiting.
+    pub async fn check(
+        &self,
+        buckets: &[SharedBucket<'_>],
+        may_answer_ahead: bool,
+    ) -> Result<Outcome, SharedError> {
         let queue = self.queue.get_or_init(|| self.start_driver());
         let keys: Vec<String> = buckets.iter().map(|b| self.key(b.kind, b.key)).collect();
         let headroom_key = Headroom::key_of(&keys);
@@ -124,7 +130,7 @@ impl RedisBuckets {
             headroom_key,
             reply: None,
         };
-        if self.ahead > 0.0 {
+        if may_answer_ahead && self.ahead > 0.0 {
             let smallest = buckets.iter().map(|b| b.burst).min().unwrap_or(0);
             let floor = (f64::from(smallest) * self.ahead).ceil() as u32;
             if self.headroom.take(headroom_key, floor, Instant::now()) {
@@ -338,11 +344,11 @@ mod tests {
             burst: 5,
         };
         // Until connected, checks are not answered.
-        while r.check(&[bucket]).await == Err(SharedError::NotConnected) {
+        while r.check(&[bucket], true).await == Err(SharedError::NotConnected) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let one = [bucket];
-        let answers = futures::future::join_all((0..40).map(|_| r.check(&one))).await;
+        let answers = futures::future::join_all((0..40).map(|_| r.check(&one, true))).await;
         let allowed = answers
             .iter()
             .filter(|a| **a == Ok(Outcome::Allowed))
@@ -372,7 +378,7 @@ mod tests {
         // The first call connects in the background and is not answered.
         let mut answers = Vec::new();
         for _ in 0..200 {
-            match r.check(&[ip, per_user]).await {
+            match r.check(&[ip, per_user], true).await {
                 Ok(o) => answers.push(o),
                 Err(_) if answers.is_empty() => tokio::time::sleep(Duration::from_millis(5)).await,
                 Err(e) => panic!("{e:?}"),
@@ -389,7 +395,7 @@ mod tests {
         assert!(retry_after > Duration::from_secs(3000), "{retry_after:?}");
         // Refusals by the user bucket charged the address bucket nothing: 97 left of 100.
         let mut left = 0;
-        while r.check(&[ip]).await.unwrap() == Outcome::Allowed {
+        while r.check(&[ip], true).await.unwrap() == Outcome::Allowed {
             left += 1;
         }
         assert_eq!(left, 97);
@@ -401,7 +407,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            r.check(&[per_user]).await,
+            r.check(&[per_user], true).await,
             Ok(Outcome::Limited { .. })
         ));
         let keys = [
@@ -432,7 +438,7 @@ mod tests {
         };
         let mut answers = Vec::new();
         while answers.len() < 20 {
-            match r.check(&[bucket]).await {
+            match r.check(&[bucket], true).await {
                 Ok(o) => answers.push(o),
                 Err(SharedError::NotConnected) => {
                     tokio::time::sleep(Duration::from_millis(5)).await
@@ -457,7 +463,7 @@ mod tests {
         let other = RedisBuckets::new(&cfg("redis://127.0.0.1:6379")).unwrap();
         let mut seen = None;
         while seen.is_none() {
-            match other.check(&[bucket]).await {
+            match other.check(&[bucket], true).await {
                 Ok(o) => seen = Some(o),
                 Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
             }
