@@ -65,7 +65,8 @@ pub struct RedisBuckets {
     /// `shared.ahead`: the share of the smallest burst that must be left for a request to
     /// be admitted before Redis answers (0: always wait).
     ahead: f64,
-    headroom: Arc<Headroom>,
+    /// Present only with `ahead` > 0: without it nothing is remembered.
+    headroom: Option<Arc<Headroom>>,
 }
 
 /// The key part of a bucket kind; the OpenResty module uses the same words.
@@ -101,7 +102,7 @@ impl RedisBuckets {
             timeout: cfg.timeout,
             key_base: format!("{}{{{}}}:", cfg.key_prefix, cfg.hash_tag),
             ahead: cfg.ahead,
-            headroom: Arc::new(Headroom::default()),
+            headroom: (cfg.ahead > 0.0).then(|| Arc::new(Headroom::default())),
         })
     }
 
@@ -122,7 +123,7 @@ impl RedisBuckets {
     ) -> Result<Outcome, SharedError> {
         let queue = self.queue.get_or_init(|| self.start_driver());
         let keys: Vec<String> = buckets.iter().map(|b| self.key(b.kind, b.key)).collect();
-        let headroom_key = Headroom::key_of(&keys);
+        let headroom_key = self.headroom.as_ref().map(|_| Headroom::key_of(&keys));
         let mut job = Job {
             keys,
             quotas: buckets.iter().map(|b| (b.interval_us, b.burst)).collect(),
@@ -130,10 +131,11 @@ impl RedisBuckets {
             headroom_key,
             reply: None,
         };
-        if may_answer_ahead && self.ahead > 0.0 {
+        if let (true, Some(headroom), Some(key)) = (may_answer_ahead, &self.headroom, headroom_key)
+        {
             let smallest = buckets.iter().map(|b| b.burst).min().unwrap_or(0);
             let floor = (f64::from(smallest) * self.ahead).ceil() as u32;
-            if self.headroom.take(headroom_key, floor, Instant::now()) {
+            if headroom.take(key, floor, Instant::now()) {
                 return match queue.try_send(job) {
                     Ok(()) => Ok(Outcome::AllowedAhead),
                     Err(_) => Err(SharedError::Failed("check queue full".into())),
@@ -162,7 +164,7 @@ impl RedisBuckets {
             link: Arc::clone(&self.link),
             sha: self.sha.clone(),
             timeout: self.timeout,
-            headroom: Arc::clone(&self.headroom),
+            headroom: self.headroom.clone(),
         };
         tokio::spawn(driver.run(rx));
         tx
@@ -179,8 +181,8 @@ struct Job {
     keys: Vec<String>,
     quotas: Vec<(u64, u32)>,
     kinds: Vec<LimitKind>,
-    /// [`Headroom::key_of`] the keys.
-    headroom_key: u64,
+    /// [`Headroom::key_of`] the keys, when headroom is kept.
+    headroom_key: Option<u64>,
     /// None for a request admitted ahead: nobody waits for the answer.
     reply: Option<oneshot::Sender<Result<Outcome, SharedError>>>,
 }
@@ -189,7 +191,7 @@ struct Driver {
     link: Arc<RedisLink>,
     sha: String,
     timeout: Duration,
-    headroom: Arc<Headroom>,
+    headroom: Option<Arc<Headroom>>,
 }
 
 impl Driver {
@@ -198,13 +200,15 @@ impl Driver {
         while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
             let answers = self.call(&jobs).await;
             let now = Instant::now();
-            if answers.is_err() {
-                self.headroom.clear();
+            if let (Err(_), Some(headroom)) = (&answers, &self.headroom) {
+                headroom.clear();
             }
             for (i, job) in jobs.drain(..).enumerate() {
                 let answer = match &answers {
                     Ok(values) => decode(values, i, &job.kinds).map(|(outcome, remaining)| {
-                        self.headroom.record(job.headroom_key, remaining, now);
+                        if let (Some(headroom), Some(key)) = (&self.headroom, job.headroom_key) {
+                            headroom.record(key, remaining, now);
+                        }
                         outcome
                     }),
                     Err(e) => Err(e.clone()),
