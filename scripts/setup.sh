@@ -58,3 +58,19 @@ if [ ! -f "$ort_dir/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" ]; then
     python3 -m pip install --quiet --disable-pip-version-check --no-deps --upgrade \
         --target "$ort_dir" "onnxruntime==$ORT_VERSION"
 fi
+
+# With --test: a KServe v2 inference server for the remote model backend's test
+# (tests/kserve.rs runs bench/kserve/intent_server.py): the kserve package in a virtual
+# environment of its own. Without it that test says why it skips.
+kserve_venv="$(dirname "$0")/../third_party/kserve-venv"
+if [ "${1:-}" = --test ] && ! "$kserve_venv/bin/python" -c 'import kserve, onnxruntime' >/dev/null 2>&1; then
+    python3 -m venv "$kserve_venv" >/dev/null 2>&1 || {
+        sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+        $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+        rm -rf "$kserve_venv"; python3 -m venv "$kserve_venv"
+    } || true
+    echo "setup: installing kserve into third_party/kserve-venv (the remote model backend's test)"
+    "$kserve_venv/bin/pip" install --quiet --disable-pip-version-check \
+        -r "$(dirname "$0")/../bench/kserve/requirements.txt" ||
+        echo "setup: could not install kserve; the remote model backend's test will skip" >&2
+fi

@@ -158,6 +158,22 @@ impl Metrics {
                 "kefu_model_swaps_total",
                 "Model deployments published (versions loaded, swapped, promoted or rolled back)",
             )?,
+            remote_ready: {
+                let g = prometheus::IntGaugeVec::new(
+                    Opts::new(
+                        "kefu_model_remote_ready",
+                        "Remote model backend: 1 while an inference server is ready for a version (health, model name and tensors checked)",
+                    ),
+                    &["version", "server"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            remote_failures: counter_vec(
+                "kefu_model_remote_failures_total",
+                "Remote model backend: infer requests that failed, by server (it is asked again after its next good health check)",
+                &["server"],
+            )?,
         };
         let dialog_seconds = HistogramVec::new(
             HistogramOpts::new(

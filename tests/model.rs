@@ -126,7 +126,7 @@ fn handed_on_messages_are_answered_by_the_model_or_the_fallback() {
 #[test]
 fn a_model_past_its_deadline_answers_with_the_fallback() {
     let conf = Conf::new();
-    conf.patch("model.yaml", "deadline: 200ms", "deadline: 1ns");
+    conf.patch("model.yaml", "deadline: 2s", "deadline: 1ns");
     let server = Server::start(&conf);
     for text in HANDED_ON {
         let r = server.chat("u-slow", text);

@@ -11,6 +11,7 @@ mod access_log;
 mod dialog;
 mod edge;
 mod intents;
+mod kserve;
 mod limits;
 mod model;
 mod post;
@@ -32,6 +33,7 @@ pub use dialog::{
 };
 pub use edge::{EdgeConfig, IpDefault, RealIpConfig, RealIpHeader, UserAgentConfig};
 pub use intents::{AnswerPolicy, ConversationConfig, IntentRules, IntentsConfig};
+pub use kserve::{KserveConfig, ModelBackend};
 pub use limits::{BreakerConfig, BucketConfig, LimitsConfig, SharedLimitsConfig};
 pub use model::{
     AnswerUpstream, BatchConfig, ModelConfig, ModelGate, ORT_DYLIB_ENV, Provider, RuntimeConfig,

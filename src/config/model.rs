@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ConfigError;
+use super::kserve::{self, BackendKind, ModelBackend, RawKserve};
 use super::source::Source;
 
 /// The environment variable that overrides `runtime.library` (ort's own convention).
@@ -19,6 +20,10 @@ pub struct RawModel {
     #[serde(default = "yes")]
     enabled: bool,
     runtime: RawRuntime,
+    #[serde(default)]
+    backend: BackendKind,
+    #[serde(default)]
+    kserve: Option<RawKserve>,
     models_dir: PathBuf,
     active: String,
     #[serde(default)]
@@ -190,6 +195,8 @@ fn default_upstream_timeout() -> Duration {
 pub struct ModelConfig {
     pub enabled: bool,
     pub runtime: RuntimeConfig,
+    /// Where the versions' models run: here (ONNX Runtime) or on a KServe v2 pool.
+    pub backend: ModelBackend,
     pub models_dir: PathBuf,
     pub active: String,
     pub candidate: Option<String>,
@@ -315,7 +322,9 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
     if raw.candidate.is_none() && raw.gray_percent > 0 {
         errors.push(src.error_at("gray_percent", "gray_percent needs a candidate"));
     }
-    if raw.enabled && src.check_models && !library.is_file() {
+    let backend = kserve::validate(raw.backend, raw.kserve, src, &mut errors);
+    let onnx = backend == ModelBackend::Onnx;
+    if raw.enabled && onnx && src.check_models && !library.is_file() {
         errors.push(src.error_at(
             "library",
             format!(
@@ -337,6 +346,7 @@ pub fn validate(raw: RawModel, src: &Source) -> Result<ModelConfig, Vec<ConfigEr
             inference_threads: rt.inference_threads,
             inference_nice: rt.inference_nice,
         },
+        backend,
         models_dir,
         active: raw.active,
         candidate: raw.candidate,
@@ -396,5 +406,30 @@ mod tests {
         assert!(bad[0].to_string().contains("not a version name"));
         let cuda = check(&MINIMAL.replace("}", ", provider: cuda}")).unwrap();
         assert_eq!(cuda.runtime.provider, Provider::Cuda);
+    }
+
+    #[test]
+    fn a_kserve_backend_needs_its_section_and_the_section_its_backend() {
+        let pool = "kserve: {endpoints: ['127.0.0.1:8500', 'http://10.0.0.2:8500/']}\n";
+        let c = check(&format!("{MINIMAL}backend: kserve\n{pool}")).unwrap();
+        let ModelBackend::Kserve(k) = &c.backend else {
+            panic!("{:?}", c.backend)
+        };
+        assert_eq!(
+            k.endpoints,
+            ["http://127.0.0.1:8500", "http://10.0.0.2:8500"]
+        );
+        assert_eq!(k.timeout, Duration::from_millis(150));
+        assert_eq!(check(MINIMAL).unwrap().backend, ModelBackend::Onnx);
+        let lone = check(&format!("{MINIMAL}{pool}")).unwrap_err();
+        assert!(
+            lone[0].to_string().contains("needs backend: kserve"),
+            "{lone:?}"
+        );
+        let bare = check(&format!("{MINIMAL}backend: kserve\n")).unwrap_err();
+        assert!(bare[0].to_string().contains("needs a kserve section"));
+        let bad = "backend: kserve\nkserve: {endpoints: ['https://a:1'], model_name: 'a b'}\n";
+        let errors = check(&format!("{MINIMAL}{bad}")).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
     }
 }

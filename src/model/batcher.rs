@@ -51,6 +51,11 @@ pub struct BatchMetrics {
     pub queue_seconds: Histogram,
     /// Deployments published (a version loaded, swapped, promoted or rolled back).
     pub swaps: prometheus::IntCounter,
+    /// Remote backend: 1 while a server is ready for a version, by version and server.
+    pub remote_ready: prometheus::IntGaugeVec,
+    /// Remote backend: infer requests that failed, by server (each takes it out until its
+    /// next health check).
+    pub remote_failures: prometheus::IntCounterVec,
 }
 
 impl BatchMetrics {
@@ -65,6 +70,16 @@ impl BatchMetrics {
             queue_seconds: h("queue_seconds"),
             swaps: prometheus::IntCounter::new("swaps", "swaps")
                 .unwrap_or_else(|_| unreachable!("static counter options are valid")),
+            remote_ready: prometheus::IntGaugeVec::new(
+                prometheus::Opts::new("ready", "ready"),
+                &["version", "server"],
+            )
+            .unwrap_or_else(|_| unreachable!("static gauge options are valid")),
+            remote_failures: prometheus::IntCounterVec::new(
+                prometheus::Opts::new("failures", "failures"),
+                &["server"],
+            )
+            .unwrap_or_else(|_| unreachable!("static counter options are valid")),
         }
     }
 }

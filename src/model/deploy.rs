@@ -14,8 +14,9 @@ use serde::Serialize;
 use super::ModelError;
 use super::backend::{Backend, Runtime};
 use super::batcher::{BatchMetrics, Batcher, Prediction};
+use super::kserve::{KserveBackend, KservePool};
 use super::version::{ModelInput, ModelVersion};
-use crate::config::{BatchConfig, ModelConfig};
+use crate::config::{BatchConfig, ModelBackend, ModelConfig};
 use crate::text::fnv1a;
 
 /// A loaded, warmed version with its batcher.
@@ -24,6 +25,8 @@ pub struct LoadedVersion {
     /// sha256 of its model file (a version replaced in place is loaded again).
     pub model_sha256: String,
     pub batch: BatchConfig,
+    /// Where its model runs (a reload that changes it builds the version again).
+    pub backend: ModelBackend,
     pub load_time: Duration,
     batcher: Batcher,
 }
@@ -156,6 +159,7 @@ impl ModelStage {
                     .find(|v| {
                         v.name == name
                             && v.batch == cfg.batch
+                            && v.backend == cfg.backend
                             && Some(&v.model_sha256) == sha.as_ref()
                     })
                     .cloned()
@@ -180,7 +184,6 @@ impl ModelStage {
 
     fn load_version(&self, cfg: &ModelConfig, name: &str) -> Result<LoadedVersion, ModelError> {
         let started = Instant::now();
-        let runtime = self.runtime(cfg)?;
         let version = ModelVersion::open(
             &cfg.version_dir(name),
             name,
@@ -188,9 +191,37 @@ impl ModelStage {
             cfg.batch.max_tokens,
         )?;
         let mut backends: Vec<Box<dyn Backend>> = Vec::new();
-        for _ in 0..runtime.inference_threads() {
-            backends.push(Box::new(runtime.session(&version.model_path())?));
-        }
+        // A remote pool with no server ready yet is not a load error (the edge must start
+        // while its inference pool is down, as nginx starts with its upstreams down): its
+        // requests get the fallback until a server passes the version check.
+        let mut warm = true;
+        let nice = match &cfg.backend {
+            ModelBackend::Onnx => {
+                let runtime = self.runtime(cfg)?;
+                for _ in 0..runtime.inference_threads() {
+                    backends.push(Box::new(runtime.session(&version.model_path())?));
+                }
+                runtime.inference_nice()
+            }
+            ModelBackend::Kserve(k) => {
+                let pool = KservePool::start(
+                    k,
+                    &version.manifest.version,
+                    version.labels.len(),
+                    self.metrics.clone(),
+                );
+                if pool.ready() == 0 {
+                    log::warn!(
+                        "model version {name}: no inference server ready yet; the fallback answers until one is"
+                    );
+                    warm = false;
+                }
+                for _ in 0..cfg.runtime.inference_threads {
+                    backends.push(Box::new(KserveBackend::new(Arc::clone(&pool))));
+                }
+                cfg.runtime.inference_nice
+            }
+        };
         let model_sha256 = version
             .manifest
             .files
@@ -203,10 +234,10 @@ impl ModelStage {
             Arc::new(version.encoder),
             version.labels.into(),
             backends,
-            runtime.inference_nice(),
+            nice,
             self.metrics.clone(),
         )?;
-        for text in WARM_UP {
+        for text in WARM_UP.iter().filter(|_| warm) {
             batcher
                 .submit(ModelInput::alone(text), Duration::from_secs(30))?
                 .wait_blocking()
@@ -221,6 +252,7 @@ impl ModelStage {
             name: name.to_owned(),
             model_sha256,
             batch: cfg.batch,
+            backend: cfg.backend.clone(),
             load_time,
             batcher,
         })

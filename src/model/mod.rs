@@ -3,12 +3,14 @@
 //!
 //! Split as text-embeddings-inference splits its router and backends: `version` opens and
 //! checks a model directory, `backend` runs a padded batch, `batcher` queues and groups
-//! requests on dedicated threads (`shed` sheds what would only wait), and `deploy` holds the serving versions (active, gray
-//! candidate) and swaps them without dropping a request.
+//! requests on dedicated threads (`shed` sheds what would only wait), `kserve` runs a batch on
+//! a pool of KServe v2 / Triton servers instead, and `deploy` holds the serving versions
+//! (active, gray candidate) and swaps them without dropping a request.
 
 pub mod backend;
 pub mod batcher;
 pub mod deploy;
+pub mod kserve;
 pub mod shed;
 pub mod version;
 

@@ -70,6 +70,10 @@ impl Conf {
             "library: ../third_party/",
             &format!("library: {}/third_party/", root.display()),
         );
+        // A loaded test machine must not turn the model's answers into fallbacks: the
+        // tests of deadlines and shedding set their own.
+        conf.patch("model.yaml", "deadline: 200ms", "deadline: 2s");
+        conf.patch("model.yaml", "shed_wait: 100ms", "shed_wait: 0s");
         conf.write(
             "limits.yaml",
             "global: {rate: 100000r/s, burst: 100000}\nper_ip: {rate: 100000r/s, burst: 100000}\nper_user: {rate: 100000r/s, burst: 100000}\n",
