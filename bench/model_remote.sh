@@ -25,5 +25,5 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 cargo bench --bench model_remote --no-run -q
-KEFU_KSERVE_URL="http://127.0.0.1:$PORT" taskset -c 0 cargo bench --bench model_remote -q
+KEFU_KSERVE_URL="http://127.0.0.1:$PORT" KEFU_KSERVE_LOG="$LOG" taskset -c 0 cargo bench --bench model_remote -q
 echo "server log: $LOG"

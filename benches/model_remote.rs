@@ -27,19 +27,54 @@ fn quantile(ms: &mut [f64], p: f64) -> f64 {
     ms[((ms.len() - 1) as f64 * p) as usize]
 }
 
-/// Run `batches` through `backend` for one round; the time of each batch in ms.
-fn round(backend: &mut dyn Backend, batches: &[PaddedBatch], ms: &mut Vec<f64>) -> usize {
+/// Run `batches` through `backend` for one round: batches' times in ms, and how many
+/// classifications in how many seconds.
+fn round(backend: &mut dyn Backend, batches: &[PaddedBatch], ms: &mut Vec<f64>) -> (usize, f64) {
     let started = Instant::now();
     let mut done = 0;
-    while started.elapsed() < ROUND {
+    'round: loop {
         for b in batches {
+            if started.elapsed() >= ROUND {
+                break 'round;
+            }
             let t = Instant::now();
             backend.run(b).unwrap_or_else(|e| panic!("{e}"));
             ms.push(t.elapsed().as_secs_f64() * 1e3);
             done += b.batch;
         }
     }
-    done
+    (done, started.elapsed().as_secs_f64())
+}
+
+/// The inference server's own times of the requests it logged after byte `from` of its
+/// log (kserve's trace lines): handling (wall, from the request to the answer) and the
+/// model's `predict`, in ms.
+fn server_times(log: &str, from: usize) -> (Vec<f64>, Vec<f64>) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let (mut wall, mut predict) = (Vec::new(), Vec::new());
+    for line in text.get(from..).unwrap_or("").lines() {
+        // `requestId: …, predict_ms: 2.07, postprocess_ms: …`
+        if let Some(v) = line.split("predict_ms: ").nth(1) {
+            predict.extend(
+                v.split(',')
+                    .next()
+                    .and_then(|v| v.trim().parse::<f64>().ok()),
+            );
+        }
+        // `kserve.io.v2.models.<name>.infer: 0.0118 ['http_status:200', …, 'time:wall']`
+        if let Some(v) = line
+            .split(".infer: ")
+            .nth(1)
+            .filter(|_| line.contains("time:wall"))
+        {
+            let seconds = v
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok());
+            wall.extend(seconds.map(|s| s * 1e3));
+        }
+    }
+    (wall, predict)
 }
 
 fn main() {
@@ -47,6 +82,7 @@ fn main() {
         println!("model_remote: set KEFU_KSERVE_URL (bench/model_remote.sh starts a server)");
         return;
     };
+    let log = std::env::var("KEFU_KSERVE_LOG").ok();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = Config::load(&root.join("conf")).unwrap_or_else(|e| panic!("{e}"));
     let m = &cfg.model;
@@ -98,12 +134,16 @@ fn main() {
             remote.run(b).unwrap_or_else(|e| panic!("{e}"));
         }
         let (mut lms, mut rms) = (Vec::new(), Vec::new());
-        let (mut ldone, mut rdone) = (0, 0);
+        let (mut ldone, mut rdone, mut lsecs, mut rsecs) = (0, 0, 0.0, 0.0);
+        let log_from = log
+            .as_ref()
+            .map_or(0, |l| std::fs::metadata(l).map_or(0, |m| m.len()));
         for _ in 0..ROUNDS {
-            ldone += round(&mut local, &batches, &mut lms);
-            rdone += round(&mut remote, &batches, &mut rms);
+            let (n, t) = round(&mut local, &batches, &mut lms);
+            (ldone, lsecs) = (ldone + n, lsecs + t);
+            let (n, t) = round(&mut remote, &batches, &mut rms);
+            (rdone, rsecs) = (rdone + n, rsecs + t);
         }
-        let secs = ROUND.as_secs_f64() * ROUNDS as f64;
         // The edge's own share: the request's JSON and the answer's parse, on this batch.
         let b = &batches[0];
         let logits = local.run(b).unwrap_or_else(|e| panic!("{e}"));
@@ -123,11 +163,23 @@ fn main() {
         let (l50, l99) = (quantile(&mut lms, 0.5), quantile(&mut lms, 0.99));
         let (r50, r99) = (quantile(&mut rms, 0.5), quantile(&mut rms, 0.99));
         println!(
-            "batch {batch:>2}: in-process {:>6.0}/s p50 {l50:>6.3} ms p99 {l99:>6.3} ms | remote {:>6.0}/s p50 {r50:>6.3} ms p99 {r99:>6.3} ms | added p50 {:>6.3} ms (edge JSON {json_ms:.3} ms) | remote/in-process throughput {:.2}",
-            ldone as f64 / secs,
-            rdone as f64 / secs,
-            r50 - l50,
-            rdone as f64 / ldone as f64
+            "batch {batch:>2}: in-process {:>6.0}/s p50 {l50:>7.3} ms p99 {l99:>7.3} ms | remote {:>6.0}/s p50 {r50:>7.3} ms p99 {r99:>7.3} ms | remote/in-process: throughput {:.2}, p50 +{:.3} ms",
+            ldone as f64 / lsecs,
+            rdone as f64 / rsecs,
+            (rdone as f64 / rsecs) / (ldone as f64 / lsecs),
+            r50 - l50
         );
+        let server = log.as_ref().map(|l| server_times(l, log_from as usize));
+        match server {
+            Some((mut wall, mut predict)) if !wall.is_empty() && !predict.is_empty() => {
+                let (w50, p50) = (quantile(&mut wall, 0.5), quantile(&mut predict, 0.5));
+                println!(
+                    "          server p50: handling {w50:.3} ms, of which predict {p50:.3} ms (its HTTP/JSON {:.3} ms) | the edge's side p50 {:.3} ms (remote p50 - server handling; its JSON alone {json_ms:.3} ms)",
+                    w50 - p50,
+                    r50 - w50
+                );
+            }
+            _ => println!("          (no server log: KEFU_KSERVE_LOG; edge JSON {json_ms:.3} ms)"),
+        }
     }
 }
