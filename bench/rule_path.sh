@@ -41,6 +41,10 @@
 #     servers alike.
 #   * the latency is wrk's: from writing the request to reading the whole response, over
 #     loopback, including wrk's own scheduling on core 1.
+# Open-loop mode (OPEN_LOOP="50 80 95"): nginx and kefu each at those % of their own max
+# with examples/open_loop.rs in place of wrk (cargo build --release --example open_loop):
+# requests leave on a fixed schedule and each latency counts from when the request was due,
+# so a stall is paid by every request it delayed (no coordinated omission).
 # Fewer connections instead of pacing would not give a chosen rate (a closed loop with c
 # connections runs at c/latency, which saturates the server down to c of ~2), so it is not used.
 #
@@ -55,6 +59,7 @@
 #            limits are generated from it (intents.yaml falls back to conf/intents.yaml; with
 #            no such directory, nginx alone runs conf/'s rules with non-throttling limits).
 #   LOAD=80       also run the paced mode at this % of each server's max
+#   OPEN_LOOP="50 80 95"  also run the open-loop mode (below) at these % of each server's max
 #   MAX_NGINX=, MAX_KEFU=  with LOAD: skip the max rounds and use these req/s instead
 #   CAL_SECONDS=3 seconds per calibration run of the paced mode
 #   USERS=4096    distinct user_ids in the load (bench/wrk/chat.lua)
@@ -85,6 +90,9 @@ SHARED_UNIX=${SHARED_UNIX:-}
 SAMPLES=${SAMPLES:-$ROOT/tests/data/intent_samples.tsv}
 KEFU_CONF=${KEFU_CONF:-bench/conf}
 LOAD=${LOAD:-}
+OPEN_LOOP=${OPEN_LOOP:-}
+OPEN_LOOP_BIN=${OPEN_LOOP_BIN:-$ROOT/target/release/examples/open_loop}
+USERS=${USERS:-4096}
 CAL_SECONDS=${CAL_SECONDS:-3}
 SERVER_CORE=${SERVER_CORE:-0}
 WRK_CORE=${WRK_CORE:-1}
@@ -139,6 +147,7 @@ python3 -c 'import yaml' 2>/dev/null || die "python3 needs PyYAML (apt-get insta
 need_build=()
 has kefu && [[ ! -x $KEFU_BIN ]] && need_build+=("$KEFU_BIN")
 has ping && [[ ! -x $PING_BIN ]] && need_build+=("$PING_BIN")
+[[ -n $OPEN_LOOP && ! -x $OPEN_LOOP_BIN ]] && need_build+=("$OPEN_LOOP_BIN (cargo build --release --example open_loop)")
 if ((${#need_build[@]})); then
     die "not built: ${need_build[*]}
   run: cargo build --release --bin kefu-edge --example ping
@@ -375,7 +384,7 @@ order=()
 for s in nginx ping kefu kefu_local; do has "$s" && order+=("$s"); done
 
 skip_max=
-if [[ -n $LOAD ]] && { ! has nginx || [[ -n ${MAX_NGINX:-} ]]; } && { ! has kefu || [[ -n ${MAX_KEFU:-} ]]; }; then
+if [[ -n $LOAD || -n $OPEN_LOOP ]] && { ! has nginx || [[ -n ${MAX_NGINX:-} ]]; } && { ! has kefu || [[ -n ${MAX_KEFU:-} ]]; }; then
     skip_max=1
 fi
 
@@ -495,6 +504,48 @@ if [[ -n $LOAD ]]; then
         printf 'p99 added by the shared buckets at equal load: %.2f ms   target <= 1 ms\n' \
             "$(calc "(${P99[kefu]} - ${P99[kefu_local]}) / 1000")"
     fi
+fi
+
+# ------------------------------------------------------------------ open-loop mode
+if [[ -n $OPEN_LOOP ]]; then
+    rows=()
+    for s in nginx kefu; do
+        has "$s" || continue
+        case $s in
+        nginx) max=${MAX_NGINX:-${MED[nginx]:-}} ;;
+        kefu) max=${MAX_KEFU:-${MED[kefu]:-}} ;;
+        esac
+        [[ -n $max && $max != - ]] || die "no max rate for $s"
+        hostport=${URL[$s]#http://}
+        hostport=${hostport%%/*}
+        start_server "$s"
+        wait_ready "$s"
+        run_wrk "$s" "$WARMUP" "$WORK/open.warmup.$s.txt"
+        for load in $OPEN_LOOP; do
+            rate=$(calc "$max * $load / 100")
+            out=$WORK/open.$s.$load.txt
+            before=$(cpu_ticks)
+            taskset -c "$WRK_CORE" "$OPEN_LOOP_BIN" --addr "$hostport" --path /v1/chat --rate "$rate" \
+                --duration "$DURATION" --conns "$CONNS" --samples "$SAMPLES" --users "$USERS" >"$out" 2>&1 || true
+            steal=$(steal_pct "$before" "$(cpu_ticks)")
+            line=$(grep '^OPENLOOP ' "$out" | tail -n 1) || true
+            [[ -n $line ]] || { cat "$out" >&2; die "open_loop gave no result for $s (see $out)"; }
+            for kv in ${line#OPENLOOP }; do printf -v "O_${kv%%=*}" '%s' "${kv#*=}"; done
+            say "$s open loop at ${load}%: $line steal $steal%"
+            printf 'open\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$O_achieved" "$O_p50_us" "$O_p99_us" \
+                "$O_p999_us" "$O_max_us" "$O_non2xx" "$O_errors" "$steal" "$load" >>"$RESULTS"
+            rows+=("$(printf '%-8s %6s%% %10.0f %10.0f %9.2f %9.2f %9.2f %9.2f %8s %7s %6s' "$s" "$load" "$rate" "$O_achieved" \
+                "$(calc "$O_p50_us/1000")" "$(calc "$O_p99_us/1000")" "$(calc "$O_p999_us/1000")" \
+                "$(calc "$O_max_us/1000")" "$O_non2xx" "$O_errors" "$steal")")
+        done
+        stop_server
+    done
+    echo
+    echo "Open loop (examples/open_loop.rs, $CONNS connections, latency from each request's due time):"
+    printf '%-8s %7s %10s %10s %9s %9s %9s %9s %8s %7s %6s\n' server load "rate" achieved "p50 ms" "p99 ms" \
+        "p99.9 ms" "max ms" non-2xx errors steal%
+    printf '%s\n' "${rows[@]}"
+    echo "design target: kefu p99 <= 2 ms at 80% load"
 fi
 
 echo
