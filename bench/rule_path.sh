@@ -41,7 +41,7 @@
 #     servers alike.
 #   * the latency is wrk's: from writing the request to reading the whole response, over
 #     loopback, including wrk's own scheduling on core 1.
-# Open-loop mode (OPEN_LOOP="50 80 95"): nginx and kefu each at those % of their own max
+# Open-loop mode (OPEN_LOOP="50 80 95"): nginx, ping and kefu each at those % of their own max
 # with examples/open_loop.rs in place of wrk (cargo build --release --example open_loop):
 # requests leave on a fixed schedule and each latency counts from when the request was due,
 # so a stall is paid by every request it delayed (no coordinated omission).
@@ -509,14 +509,16 @@ fi
 # ------------------------------------------------------------------ open-loop mode
 if [[ -n $OPEN_LOOP ]]; then
     rows=()
-    for s in nginx kefu; do
+    for s in nginx ping kefu; do
         has "$s" || continue
         case $s in
         nginx) max=${MAX_NGINX:-${MED[nginx]:-}} ;;
+        ping) max=${MED[ping]:-} ;;
         kefu) max=${MAX_KEFU:-${MED[kefu]:-}} ;;
         esac
         [[ -n $max && $max != - ]] || die "no max rate for $s"
         hostport=${URL[$s]#http://}
+        path=/${hostport#*/}
         hostport=${hostport%%/*}
         start_server "$s"
         wait_ready "$s"
@@ -525,7 +527,7 @@ if [[ -n $OPEN_LOOP ]]; then
             rate=$(calc "$max * $load / 100")
             out=$WORK/open.$s.$load.txt
             before=$(cpu_ticks)
-            taskset -c "$WRK_CORE" "$OPEN_LOOP_BIN" --addr "$hostport" --path /v1/chat --rate "$rate" \
+            taskset -c "$WRK_CORE" "$OPEN_LOOP_BIN" --addr "$hostport" --path "$path" --rate "$rate" \
                 --duration "$DURATION" --conns "$CONNS" --samples "$SAMPLES" --users "$USERS" >"$out" 2>&1 || true
             steal=$(steal_pct "$before" "$(cpu_ticks)")
             line=$(grep '^OPENLOOP ' "$out" | tail -n 1) || true

@@ -49,6 +49,10 @@ struct Args {
     users: usize,
     #[arg(long, default_value = "kefu-bench/1.0")]
     ua: String,
+    /// Microseconds before a request is due that are waited by yielding rather than by
+    /// tokio's millisecond timer (0: the timer alone, requests late by up to 1 ms).
+    #[arg(long, default_value_t = 2000)]
+    spin_us: u64,
 }
 
 /// What the connections share (one thread: cells, no locks).
@@ -56,6 +60,7 @@ struct Run {
     requests: Vec<Vec<u8>>,
     start: Instant,
     interval: Duration,
+    spin: Duration,
     total: u64,
     next: Cell<u64>,
     latencies_us: RefCell<Vec<u32>>,
@@ -96,11 +101,11 @@ fn requests(args: &Args) -> anyhow::Result<Vec<Vec<u8>>> {
         .collect())
 }
 
-/// Wait until `due`: tokio's timer for all but the last 2 ms, then yielding.
-async fn until(due: Instant) {
+/// Wait until `due`: tokio's timer for all but the last `spin`, then yielding.
+async fn until(due: Instant, spin: Duration) {
     let now = Instant::now();
-    if due > now + Duration::from_millis(2) {
-        tokio::time::sleep(due - now - Duration::from_millis(2)).await;
+    if due > now + spin {
+        tokio::time::sleep(due - now - spin).await;
     }
     while Instant::now() < due {
         tokio::task::yield_now().await;
@@ -164,7 +169,7 @@ async fn connection(run: Rc<Run>, addr: String) {
         }
         run.next.set(k + 1);
         let due = run.start + run.interval.mul_f64(k as f64);
-        until(due).await;
+        until(due, run.spin).await;
         let request = &run.requests[k as usize % run.requests.len()];
         let result = async {
             if conn.is_none() {
@@ -206,6 +211,7 @@ fn main() -> anyhow::Result<()> {
         requests: requests(&args)?,
         start: Instant::now() + Duration::from_millis(100),
         interval: Duration::from_secs_f64(1.0 / args.rate),
+        spin: Duration::from_micros(args.spin_us),
         total: (args.rate * args.duration) as u64,
         next: Cell::new(0),
         latencies_us: RefCell::new(Vec::with_capacity((args.rate * args.duration) as usize)),
