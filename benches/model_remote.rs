@@ -14,7 +14,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kefu_edge::config::{Config, KserveConfig};
-use kefu_edge::model::kserve::{KserveBackend, KservePool, decode_answer, encode_request};
+use kefu_edge::model::kserve::{KserveBackend, KservePool};
+use kefu_edge::model::v2::{decode_answer, encode_request};
 use kefu_edge::model::{Backend, BatchMetrics, ModelInput, ModelVersion, PaddedBatch, Runtime};
 
 mod common;
@@ -83,6 +84,8 @@ fn main() {
         return;
     };
     let log = std::env::var("KEFU_KSERVE_LOG").ok();
+    // JSON lists, or the binary tensor extension with KEFU_KSERVE_BINARY=1.
+    let binary = std::env::var("KEFU_KSERVE_BINARY").is_ok_and(|v| v == "1");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = Config::load(&root.join("conf")).unwrap_or_else(|e| panic!("{e}"));
     let m = &cfg.model;
@@ -103,6 +106,7 @@ fn main() {
             model_name: "kefu-intent-{version}".into(),
             timeout: Duration::from_secs(5),
             health_interval: Duration::from_secs(1),
+            binary_tensors: binary,
         },
         &version.manifest.version,
         version.labels.len(),
@@ -144,7 +148,7 @@ fn main() {
             let (n, t) = round(&mut remote, &batches, &mut rms);
             (rdone, rsecs) = (rdone + n, rsecs + t);
         }
-        // The edge's own share: the request's JSON and the answer's parse, on this batch.
+        // The edge's own share: encoding the request and reading the answer, on this batch.
         let b = &batches[0];
         let logits = local.run(b).unwrap_or_else(|e| panic!("{e}"));
         let answer = serde_json::json!({"model_name": "m", "id": "1", "outputs": [
@@ -154,9 +158,9 @@ fn main() {
         let t = Instant::now();
         let n = 2000;
         for _ in 0..n {
-            let request = encode_request("1", b).unwrap_or_else(|e| panic!("{e}"));
-            std::hint::black_box(request);
-            let parsed = decode_answer(answer.as_bytes(), b.batch, logits.len() / b.batch);
+            let request = encode_request("1", b, binary).unwrap_or_else(|e| panic!("{e}"));
+            std::hint::black_box(request.body);
+            let parsed = decode_answer(answer.as_bytes(), None, b.batch, logits.len() / b.batch);
             std::hint::black_box(parsed.unwrap_or_else(|e| panic!("{e}")));
         }
         let json_ms = t.elapsed().as_secs_f64() * 1e3 / n as f64;

@@ -105,13 +105,13 @@ impl Drop for InferenceServer {
     }
 }
 
-fn use_pool(conf: &Conf, ports: &[u16]) {
+fn use_pool(conf: &Conf, ports: &[u16], binary: bool) {
     let endpoints: Vec<String> = ports.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
     conf.patch(
         "model.yaml",
         "backend: onnx ",
         &format!(
-            "backend: kserve\nkserve: {{endpoints: [{}], timeout: 2s, health_interval: 200ms}}\n#",
+            "backend: kserve\nkserve: {{endpoints: [{}], timeout: 2s, health_interval: 200ms, binary_tensors: {binary}}}\n#",
             endpoints.join(", ")
         ),
     );
@@ -130,7 +130,8 @@ fn the_remote_backend_answers_as_the_in_process_one() {
     let port = free_port();
     let mut pool = InferenceServer::start(&python, remote.path(), port);
     pool.wait_ready();
-    use_pool(&remote, &[port]);
+    // The binary tensor extension here, JSON lists in the test below.
+    use_pool(&remote, &[port], true);
     let local = Server::start(&local);
     let remote = Server::start(&remote);
     for (i, text) in HANDED_ON.iter().enumerate() {
@@ -160,7 +161,7 @@ fn the_pool_may_start_late_and_a_killed_server_costs_fallbacks_not_errors() {
     };
     let conf = Conf::new();
     let ports = [free_port(), free_port()];
-    use_pool(&conf, &ports);
+    use_pool(&conf, &ports, false);
     // The pool is down: the edge starts anyway and hands the model's messages over.
     let server = Arc::new(Server::start(&conf));
     let r = server.chat("u-early", HANDED_ON[0]).json();

@@ -55,8 +55,12 @@ class IntentModel(Model):
         logits = np.asarray(logits, dtype=np.float32)
         out = InferOutput(name="logits", shape=list(logits.shape), datatype="FP32")
         out.set_data_from_numpy(logits, binary_data=False)
+        # requested_outputs: logits in the binary extension when the request asks for it.
         return InferResponse(
-            response_id=payload.id or "", model_name=self.name, infer_outputs=[out]
+            response_id=payload.id or "",
+            model_name=self.name,
+            infer_outputs=[out],
+            requested_outputs=payload.request_outputs,
         )
 
 

@@ -29,6 +29,8 @@ pub struct RawKserve {
     timeout: Duration,
     #[serde(default = "default_health_interval", with = "humantime_serde")]
     health_interval: Duration,
+    #[serde(default)]
+    binary_tensors: bool,
 }
 
 fn default_model_name() -> String {
@@ -56,6 +58,9 @@ pub struct KserveConfig {
     pub timeout: Duration,
     /// How often every server's readiness and model metadata are checked.
     pub health_interval: Duration,
+    /// Tensors in the binary data extension (Triton, KServe) rather than as JSON lists (the
+    /// default: every v2 server reads those).
+    pub binary_tensors: bool,
 }
 
 impl KserveConfig {
@@ -144,6 +149,7 @@ pub fn validate(
         model_name: raw.model_name,
         timeout: raw.timeout,
         health_interval: raw.health_interval,
+        binary_tensors: raw.binary_tensors,
     })
 }
 
@@ -168,6 +174,7 @@ mod tests {
             model_name: default_model_name(),
             timeout: default_timeout(),
             health_interval: default_health_interval(),
+            binary_tensors: false,
         };
         assert_eq!(c.model_for("v2"), "kefu-intent-v2");
     }

@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::ModelError;
 use super::backend::{Backend, PaddedBatch};
 use super::batcher::BatchMetrics;
+use super::v2;
 use crate::config::KserveConfig;
 
 /// Answers larger than this are refused (a batch of 40 × 30 logits is ~1 KB of floats).
@@ -40,6 +41,8 @@ pub struct KservePool {
     servers: Vec<Server>,
     next: AtomicUsize,
     requests: AtomicUsize,
+    /// The binary tensor extension rather than JSON lists.
+    binary: bool,
     infer: ureq::Agent,
     health: ureq::Agent,
     metrics: BatchMetrics,
@@ -90,6 +93,7 @@ impl KservePool {
             servers,
             next: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
+            binary: cfg.binary_tensors,
             metrics,
         });
         pool.check_all();
@@ -181,11 +185,12 @@ impl KservePool {
     /// after it when that fails.
     pub fn infer(&self, batch: &PaddedBatch) -> Result<Vec<f32>, ModelError> {
         let id = self.requests.fetch_add(1, Ordering::Relaxed).to_string();
-        let body = encode_request(&id, batch)?;
+        let request = v2::encode_request(&id, batch, self.binary)
+            .map_err(|e| ModelError::Inference(format!("kserve request: {e}")))?;
         let mut problem = String::from("no inference server ready");
         for _ in 0..2 {
             let Some(server) = self.pick() else { break };
-            match self.post(server, &body, batch.batch) {
+            match self.post(server, &request, batch.batch) {
                 Ok(logits) => return Ok(logits),
                 Err(e) => {
                     self.metrics
@@ -200,14 +205,26 @@ impl KservePool {
         Err(ModelError::Inference(format!("kserve: {problem}")))
     }
 
-    fn post(&self, s: &Server, body: &[u8], rows: usize) -> Result<Vec<f32>, String> {
-        let mut answer = self
-            .infer
-            .post(&s.infer_url)
-            .header("content-type", "application/json")
-            .send(body)
-            .map_err(|e| e.to_string())?;
+    fn post(&self, s: &Server, request: &v2::Request, rows: usize) -> Result<Vec<f32>, String> {
+        let mut post = self.infer.post(&s.infer_url);
+        post = match request.header_len {
+            Some(n) => post
+                .header("content-type", "application/octet-stream")
+                .header(v2::HEADER_LENGTH, n.to_string()),
+            None => post.header("content-type", "application/json"),
+        };
+        let mut answer = post.send(&request.body[..]).map_err(|e| e.to_string())?;
         let status = answer.status().as_u16();
+        let header_len = answer
+            .headers()
+            .get(v2::HEADER_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.trim()
+                    .parse::<usize>()
+                    .map_err(|e| format!("{}: {e}", v2::HEADER_LENGTH))
+            })
+            .transpose()?;
         let bytes = answer
             .body_mut()
             .with_config()
@@ -221,7 +238,7 @@ impl KservePool {
                 text.chars().take(200).collect::<String>()
             ));
         }
-        decode_answer(&bytes, rows, self.labels)
+        v2::decode_answer(&bytes, header_len, rows, self.labels)
     }
 }
 
@@ -233,19 +250,6 @@ impl Drop for KservePool {
             let _ = self.metrics.remote_ready.remove_label_values(&labels);
         }
     }
-}
-
-/// The v2 infer request of `batch` as JSON.
-pub fn encode_request(id: &str, batch: &PaddedBatch) -> Result<Vec<u8>, ModelError> {
-    serde_json::to_vec(&InferRequest::new(id.to_owned(), batch))
-        .map_err(|e| ModelError::Inference(format!("kserve request: {e}")))
-}
-
-/// The logits of a v2 infer answer for `rows` requests of `labels` outputs.
-pub fn decode_answer(bytes: &[u8], rows: usize, labels: usize) -> Result<Vec<f32>, String> {
-    let answer: InferResponse =
-        serde_json::from_slice(bytes).map_err(|e| format!("answer: {e}"))?;
-    answer.logits(rows, labels)
 }
 
 fn health_loop(pool: &Weak<KservePool>, interval: Duration) {
@@ -276,80 +280,6 @@ impl KserveBackend {
 impl Backend for KserveBackend {
     fn run(&mut self, batch: &PaddedBatch) -> Result<Vec<f32>, ModelError> {
         self.pool.infer(batch)
-    }
-}
-
-#[derive(Serialize)]
-struct Tensor<'a> {
-    name: &'static str,
-    shape: [usize; 2],
-    datatype: &'static str,
-    data: &'a [i64],
-}
-
-#[derive(Serialize)]
-struct Requested {
-    name: &'static str,
-}
-
-#[derive(Serialize)]
-struct InferRequest<'a> {
-    /// Echoed by the server (KServe requires one to answer).
-    id: String,
-    inputs: [Tensor<'a>; 2],
-    outputs: [Requested; 1],
-}
-
-impl<'a> InferRequest<'a> {
-    fn new(id: String, batch: &'a PaddedBatch) -> InferRequest<'a> {
-        let tensor = |name, data| Tensor {
-            name,
-            shape: [batch.batch, batch.seq],
-            datatype: "INT64",
-            data,
-        };
-        InferRequest {
-            id,
-            inputs: [
-                tensor("input_ids", &batch.ids),
-                tensor("attention_mask", &batch.mask),
-            ],
-            outputs: [Requested { name: "logits" }],
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct OutputTensor {
-    name: String,
-    datatype: String,
-    shape: Vec<i64>,
-    /// Row-major and flat, as Triton and KServe send it.
-    data: Vec<f32>,
-}
-
-#[derive(Deserialize)]
-struct InferResponse {
-    outputs: Vec<OutputTensor>,
-}
-
-impl InferResponse {
-    fn logits(self, rows: usize, labels: usize) -> Result<Vec<f32>, String> {
-        let out = self
-            .outputs
-            .into_iter()
-            .find(|o| o.name == "logits")
-            .ok_or("no logits in the answer")?;
-        let want = [rows as i64, labels as i64];
-        if out.datatype != "FP32" || out.shape != want || out.data.len() != rows * labels {
-            return Err(format!(
-                "logits {} {:?} with {} values, expected FP32 {want:?}",
-                out.datatype,
-                out.shape,
-                out.data.len()
-            ));
-        }
-        Ok(out.data)
     }
 }
 
@@ -403,43 +333,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_goes_out_as_two_named_int64_tensors() {
-        let batch = PaddedBatch::new(&[vec![0, 7, 2], vec![0, 2]]);
-        let json = serde_json::to_value(InferRequest::new("7".into(), &batch)).unwrap();
-        assert_eq!(json["id"], "7");
-        assert_eq!(json["inputs"][0]["name"], "input_ids");
-        assert_eq!(json["inputs"][0]["shape"], serde_json::json!([2, 3]));
-        assert_eq!(
-            json["inputs"][0]["data"],
-            serde_json::json!([0, 7, 2, 0, 2, 0])
-        );
-        assert_eq!(json["inputs"][1]["name"], "attention_mask");
-        assert_eq!(json["inputs"][1]["datatype"], "INT64");
-        assert_eq!(
-            json["inputs"][1]["data"],
-            serde_json::json!([1, 1, 1, 1, 1, 0])
-        );
-        assert_eq!(json["outputs"][0]["name"], "logits");
-    }
-
-    #[test]
-    fn answers_are_checked_against_the_batch() {
-        let answer = |shape: &str, data: &str| -> InferResponse {
-            serde_json::from_str(&format!(
-                r#"{{"model_name":"m","outputs":[{{"name":"other","datatype":"FP32","shape":[1],"data":[1]}},
-                {{"name":"logits","datatype":"FP32","shape":{shape},"data":{data}}}]}}"#
-            ))
-            .unwrap()
-        };
-        assert_eq!(
-            answer("[2,2]", "[1,2,3,4]").logits(2, 2).unwrap(),
-            [1.0, 2.0, 3.0, 4.0]
-        );
-        assert!(answer("[1,4]", "[1,2,3,4]").logits(2, 2).is_err());
-        assert!(answer("[2,2]", "[1,2,3]").logits(2, 2).is_err());
-    }
-
-    #[test]
     fn metadata_must_name_the_version_and_its_tensors() {
         let meta = |name: &str, out: &str| -> Metadata {
             serde_json::from_str(&format!(
@@ -477,6 +370,7 @@ mod tests {
             model_name: "kefu-intent-{version}".into(),
             timeout: Duration::from_millis(100),
             health_interval: Duration::from_millis(100),
+            binary_tensors: true,
         };
         let pool = KservePool::start(&cfg, "v2", 30, BatchMetrics::unregistered());
         assert_eq!(pool.ready(), 0);

@@ -12,6 +12,7 @@ pub mod batcher;
 pub mod deploy;
 pub mod kserve;
 pub mod shed;
+pub mod v2;
 pub mod version;
 
 pub use backend::{Backend, OrtBackend, PaddedBatch, Runtime};
