@@ -460,18 +460,26 @@ if [[ -z $skip_max ]]; then
         END { if (noisy) print "NOTE: the machine was not quiet (steal > 3% or > 10% of a core busy before a run):\n      compare the servers through the per-round ratios, not the absolute req/s." }' "$RESULTS"
 fi
 
+# max_rate SERVER -> the max req/s the paced and open-loop modes take their loads from:
+# MAX_NGINX / MAX_KEFU when given, else the median of this run's max rounds. kefu_local runs
+# at the shared kefu's rate: the p99 the shared buckets add, at equal load.
+max_rate() {
+    local max
+    case $1 in
+    nginx) max=${MAX_NGINX:-${MED[nginx]:-}} ;;
+    ping) max=${MED[ping]:-} ;;
+    kefu | kefu_local) max=${MAX_KEFU:-${MED[kefu]:-}} ;;
+    esac
+    [[ -n $max && $max != - ]] || die "no max rate for $1"
+    echo "$max"
+}
+
 # ------------------------------------------------------------------ paced mode
 if [[ -n $LOAD ]]; then
     rows=()
     for s in nginx kefu kefu_local; do
         has "$s" || continue
-        case $s in
-        nginx) max=${MAX_NGINX:-${MED[nginx]:-}} ;;
-        kefu) max=${MAX_KEFU:-${MED[kefu]:-}} ;;
-        # At the shared server's rate: the p99 the shared buckets add, at equal load.
-        kefu_local) max=${MAX_KEFU:-${MED[kefu]:-}} ;;
-        esac
-        [[ -n $max && $max != - ]] || die "no max rate for $s"
+        max=$(max_rate "$s")
         target=$(calc "$max * $LOAD / 100")
         cycle=$(calc "$CONNS * 1000 / $target")          # ms between requests of one connection
         delay=$(pos "$cycle - 0.5")
@@ -511,12 +519,7 @@ if [[ -n $OPEN_LOOP ]]; then
     rows=()
     for s in nginx ping kefu; do
         has "$s" || continue
-        case $s in
-        nginx) max=${MAX_NGINX:-${MED[nginx]:-}} ;;
-        ping) max=${MED[ping]:-} ;;
-        kefu) max=${MAX_KEFU:-${MED[kefu]:-}} ;;
-        esac
-        [[ -n $max && $max != - ]] || die "no max rate for $s"
+        max=$(max_rate "$s")
         hostport=${URL[$s]#http://}
         path=/${hostport#*/}
         hostport=${hostport%%/*}

@@ -15,18 +15,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Messages the fast path hands on to the model stage.
-const HANDED_ON: &[&str] = &[
-    "这个耳机能连电脑用吗",
-    "你们家有没有实体店啊",
-    "请问这款和上一代有什么区别",
-    "充电器是原装的吗",
-    "你们是正品吗 有没有授权书",
-    "商品页面写的材质是纯棉，但是摸起来不像，能确认一下吗",
-    "会员积分怎么兑换",
-    "开箱发现说明书是英文的，有中文版吗",
-];
-
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

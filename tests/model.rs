@@ -17,18 +17,6 @@ use kefu_edge::pipeline::{Pipeline, Stage};
 
 const SHIPPED_VERSION: &str = "v2";
 
-/// Messages the fast path hands on (checked below), of several lengths.
-const HANDED_ON: &[&str] = &[
-    "这个耳机能连电脑用吗",
-    "你们家有没有实体店啊",
-    "请问这款和上一代有什么区别",
-    "充电器是原装的吗",
-    "你们是正品吗 有没有授权书",
-    "商品页面写的材质是纯棉，但是摸起来不像，能确认一下吗",
-    "会员积分怎么兑换",
-    "开箱发现说明书是英文的，有中文版吗",
-];
-
 /// The shipped configuration (the copy is kept while the config is used).
 fn shipped_config() -> (Conf, Config) {
     let conf = Conf::new();

@@ -237,11 +237,13 @@ impl ModelStage {
             nice,
             self.metrics.clone(),
         )?;
-        for text in WARM_UP.iter().filter(|_| warm) {
-            batcher
-                .submit(ModelInput::alone(text), Duration::from_secs(30))?
-                .wait_blocking()
-                .map_err(|e| ModelError::Load(format!("version {name}: warm-up: {e}")))?;
+        if warm {
+            for text in WARM_UP {
+                batcher
+                    .submit(ModelInput::alone(text), Duration::from_secs(30))?
+                    .wait_blocking()
+                    .map_err(|e| ModelError::Load(format!("version {name}: warm-up: {e}")))?;
+            }
         }
         let load_time = started.elapsed();
         log::info!(

@@ -140,14 +140,7 @@ impl KservePool {
 
     fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
         let mut answer = self.health.get(url).call().map_err(|e| e.to_string())?;
-        let status = answer.status().as_u16();
-        let body = answer
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_vec()
-            .map_err(|e| e.to_string())?;
-        Ok((status, body))
+        Ok((answer.status().as_u16(), read_capped(&mut answer)?))
     }
 
     fn set(&self, s: &Server, result: Result<(), String>) {
@@ -225,12 +218,7 @@ impl KservePool {
                     .map_err(|e| format!("{}: {e}", v2::HEADER_LENGTH))
             })
             .transpose()?;
-        let bytes = answer
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_vec()
-            .map_err(|e| e.to_string())?;
+        let bytes = read_capped(&mut answer)?;
         if status != 200 {
             let text = String::from_utf8_lossy(&bytes);
             return Err(format!(
@@ -250,6 +238,16 @@ impl Drop for KservePool {
             let _ = self.metrics.remote_ready.remove_label_values(&labels);
         }
     }
+}
+
+/// An answer's body, refused past [`MAX_ANSWER_BYTES`].
+fn read_capped(answer: &mut http::Response<ureq::Body>) -> Result<Vec<u8>, String> {
+    answer
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_vec()
+        .map_err(|e| e.to_string())
 }
 
 fn health_loop(pool: &Weak<KservePool>, interval: Duration) {

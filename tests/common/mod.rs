@@ -16,6 +16,19 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_kefu-edge");
 pub const UA: &str = "kefu-edge-tests/1.0";
 
+/// Messages the fast path hands on to the model stage, of several lengths (tests/model.rs
+/// checks that it does).
+pub const HANDED_ON: &[&str] = &[
+    "这个耳机能连电脑用吗",
+    "你们家有没有实体店啊",
+    "请问这款和上一代有什么区别",
+    "充电器是原装的吗",
+    "你们是正品吗 有没有授权书",
+    "商品页面写的材质是纯棉，但是摸起来不像，能确认一下吗",
+    "会员积分怎么兑换",
+    "开箱发现说明书是英文的，有中文版吗",
+];
+
 /// A port nobody listens on right now. Taken from a counter below the kernel's ephemeral
 /// range, so two tests of one run never get the same port and outgoing connections never
 /// take it between this check and the server's bind.
