@@ -239,3 +239,131 @@ fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
         "closed after {waited:?}"
     );
 }
+
+/// Request smuggling probes on a kept-alive connection, each with a second request hidden
+/// behind its body: the connection closes after the answer, so that request is never read.
+/// `Content-Length` beside `Transfer-Encoding` is read as chunked (RFC 9112 6.3: the coding
+/// wins, and the connection closes); two lengths, another coding or a bad chunk size are
+/// refused.
+#[test]
+fn badly_framed_bodies_are_refused_and_the_connection_closes() {
+    let conf = Conf::new();
+    let server = Server::start(&conf);
+    let body = r#"{"user_id":"u","text":"在吗"}"#.as_bytes();
+    let mut chunked = format!("{:x}\r\n", body.len()).into_bytes();
+    chunked.extend_from_slice(body);
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut bad_chunk = b"zz\r\n".to_vec();
+    bad_chunk.extend_from_slice(body);
+    bad_chunk.extend_from_slice(b"\r\n0\r\n\r\n");
+    let head = format!("POST /v1/chat HTTP/1.1\nHost: t\nUser-Agent: {UA}\n");
+    let cl = format!("Content-Length: {}\n", chunked.len());
+    let cases: Vec<(&str, String, &[u8], u16, &str)> = vec![
+        (
+            "CL+TE",
+            format!("{head}{cl}Transfer-Encoding: chunked\n"),
+            &chunked,
+            200,
+            "",
+        ),
+        (
+            "TE+CL",
+            format!("{head}Transfer-Encoding: chunked\nContent-Length: 4\n"),
+            &chunked,
+            200,
+            "",
+        ),
+        (
+            "two Content-Length",
+            format!("{head}{cl}{cl}"),
+            &chunked,
+            400,
+            "ambiguous_length",
+        ),
+        (
+            "Transfer-Encoding other than chunked",
+            format!("{head}Transfer-Encoding: gzip, chunked\n"),
+            &chunked,
+            501,
+            "unsupported_transfer_encoding",
+        ),
+        (
+            "bad chunk size",
+            format!("{head}Transfer-Encoding: chunked\n"),
+            &bad_chunk,
+            400,
+            "malformed_body",
+        ),
+    ];
+    let smuggled = format!(
+        "POST /v1/chat HTTP/1.1\r\nHost: t\r\nUser-Agent: {UA}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut wrong = Vec::new();
+    for (name, head, body_bytes, status, code) in &cases {
+        let mut stream = std::net::TcpStream::connect(server.chat).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("timeout");
+        let mut raw = head.replace('\n', "\r\n").into_bytes();
+        raw.extend_from_slice(b"\r\n");
+        raw.extend_from_slice(body_bytes);
+        raw.extend_from_slice(smuggled.as_bytes());
+        raw.extend_from_slice(body);
+        std::io::Write::write_all(&mut stream, &raw).expect("send");
+        let mut reader = std::io::BufReader::new(stream);
+        match common::read_response(&mut reader) {
+            Ok(r) if outcome(&r) == (*status, code.to_string()) => {
+                if r.header("connection") != Some("close") {
+                    wrong.push(format!("{name}: no `Connection: close`"));
+                }
+            }
+            other => wrong.push(format!("{name}: got {other:?}, want ({status}, {code:?})")),
+        }
+        if let Ok(r) = common::read_response(&mut reader) {
+            wrong.push(format!(
+                "{name}: the smuggled request was answered: {}",
+                r.status
+            ));
+        }
+        assert_eq!(
+            server.health()["status"],
+            "ok",
+            "{name} took the server down"
+        );
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_eq!(server.chat("after", "怎么申请退款").status, 200);
+}
+
+/// Spoofed `X-Forwarded-For` chains behind a trusted proxy: the address the proxy saw wins
+/// over whatever the client wrote before it, and entries that are not addresses cost nothing.
+#[test]
+fn spoofed_forwarded_for_chains_name_the_address_the_proxy_saw() {
+    let conf = Conf::new();
+    conf.patch("edge.yaml", "  deny:\n", "  deny:\n    - 203.0.113.0/24\n");
+    conf.patch(
+        "edge.yaml",
+        "trusted_proxies: []",
+        "trusted_proxies: [127.0.0.1]",
+    );
+    let server = Server::start(&conf);
+    let body = r#"{"user_id":"u","text":"我要退款"}"#.as_bytes();
+    let long_chain = (0..200)
+        .map(|i| format!("203.0.113.{}", i % 250))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cases = [
+        // The client wrote a denied address; the proxy appended the client's own.
+        ("203.0.113.7, 198.51.100.1".to_string(), 200),
+        ("unknown, 999.1.1.1, ::::, 198.51.100.1".to_string(), 200),
+        (format!("{long_chain}, 198.51.100.1"), 200),
+        // The proxy itself says the client is in the denied network.
+        ("198.51.100.1, 203.0.113.7".to_string(), 403),
+    ];
+    for (chain, want) in cases {
+        let r = post_raw(&server, &format!("X-Forwarded-For: {chain}\n"), body).expect("answer");
+        assert_eq!(r.status, want, "X-Forwarded-For: {chain:.80}");
+    }
+    assert_eq!(server.health()["status"], "ok");
+}

@@ -38,6 +38,15 @@ impl ApiError {
         Self::new(400, code, message)
     }
 
+    /// Whether the connection must close after this answer: the body's framing could not be
+    /// trusted, so whatever follows on the connection cannot be read as a next request.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self.code,
+            "ambiguous_length" | "unsupported_transfer_encoding" | "malformed_body"
+        )
+    }
+
     /// `{"error":{"code":..,"message":..}}`
     pub fn to_json(&self) -> Vec<u8> {
         #[derive(Serialize)]

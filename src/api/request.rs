@@ -33,6 +33,10 @@ const MAX_AUX_BYTES: usize = 128;
 /// The request's head against the client caps, before anything else looks at it: a request
 /// target longer than a header line may be gets 414, a longer header line or more header
 /// bytes in all 431 (nginx answers 414 and 400 "Request Header Or Cookie Too Large").
+/// A body whose length is given twice (two `Content-Length`s) gets 400, and a transfer coding
+/// other than chunked 501, as nginx does: request smuggling lives in such disagreements.
+/// (`Content-Length` beside `Transfer-Encoding` never gets here: Pingora drops the length,
+/// reads the chunked body and closes the connection after the answer, as RFC 9112 6.3 says.)
 pub fn check_head(
     target: &[u8],
     headers: &http::HeaderMap,
@@ -72,6 +76,29 @@ pub fn check_head(
                 caps.max_header_bytes
             ),
         ));
+    }
+    check_framing(headers)
+}
+
+fn check_framing(headers: &http::HeaderMap) -> Result<(), ApiError> {
+    use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    if headers.get_all(CONTENT_LENGTH).iter().count() > 1 {
+        return Err(ApiError::bad_request(
+            "ambiguous_length",
+            "the body's length is given twice (two Content-Length headers)",
+        ));
+    }
+    for value in headers.get_all(TRANSFER_ENCODING) {
+        let only_chunked = value
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        if !only_chunked {
+            return Err(ApiError::new(
+                501,
+                "unsupported_transfer_encoding",
+                "only Transfer-Encoding: chunked is supported",
+            ));
+        }
     }
     Ok(())
 }
@@ -250,6 +277,36 @@ mod tests {
             check_head(b"/", &h, &caps).unwrap_err().code,
             "headers_too_large"
         );
+    }
+
+    #[test]
+    fn two_lengths_or_an_unknown_coding_are_refused() {
+        use http::HeaderValue;
+        use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+        let code = |pairs: &[(http::HeaderName, &'static str)]| {
+            let mut h = http::HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(name, HeaderValue::from_static(value));
+            }
+            check_framing(&h).err().map(|e| (e.status, e.code))
+        };
+        assert_eq!(code(&[(CONTENT_LENGTH, "4")]), None);
+        assert_eq!(code(&[(TRANSFER_ENCODING, "Chunked ")]), None);
+        let ambiguous = Some((400, "ambiguous_length"));
+        assert_eq!(
+            code(&[(CONTENT_LENGTH, "4"), (CONTENT_LENGTH, "4")]),
+            ambiguous
+        );
+        let unsupported = Some((501, "unsupported_transfer_encoding"));
+        assert_eq!(code(&[(TRANSFER_ENCODING, "gzip, chunked")]), unsupported);
+        assert_eq!(
+            code(&[
+                (TRANSFER_ENCODING, "chunked"),
+                (TRANSFER_ENCODING, "chunked")
+            ]),
+            None
+        );
+        assert_eq!(code(&[(TRANSFER_ENCODING, "identity")]), unsupported);
     }
 
     #[test]

@@ -25,6 +25,8 @@ enum Body {
     TooLarge,
     /// The client stopped sending it for longer than `client.body_timeout`.
     TimedOut,
+    /// Badly framed (a bad chunk size): the connection closes after the answer.
+    Malformed,
 }
 
 impl KefuProxy {
@@ -83,6 +85,11 @@ impl KefuProxy {
                     "request_timeout",
                     "the request body stopped arriving (client.body_timeout)",
                 );
+                self.metrics.bad_request(e.code);
+                return self.refuse(session, ctx, &e).await;
+            }
+            Body::Malformed => {
+                let e = respond::malformed_body_error();
                 self.metrics.bad_request(e.code);
                 return self.refuse(session, ctx, &e).await;
             }
@@ -435,6 +442,7 @@ async fn read_body(
             Ok(Err(e)) if e.etype() == &pingora::ErrorType::ReadTimedout => {
                 return Ok(Body::TimedOut);
             }
+            Ok(Err(e)) if respond::malformed_body(&e) => return Ok(Body::Malformed),
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(Body::TimedOut),
         };

@@ -69,6 +69,9 @@ impl From<Limited> for ApiError {
 
 /// The status and error code for a failed proxied request.
 pub fn proxy_failure(e: &pingora::Error) -> ApiError {
+    if malformed_body(e) {
+        return malformed_body_error();
+    }
     match e.etype() {
         ErrorType::HTTPStatus(404) => ApiError::new(404, "not_found", "no route for this path"),
         ErrorType::HTTPStatus(code) if *code >= 400 => {
@@ -90,4 +93,22 @@ pub fn proxy_failure(e: &pingora::Error) -> ApiError {
             }
         },
     }
+}
+
+/// Whether Pingora failed to read a request body because the client sent it badly framed
+/// (a bad chunk size, a bad trailer end, fewer bytes than declared). Pingora's body reader
+/// names these with custom error types that it does not export, so they are matched by name.
+pub fn malformed_body(e: &pingora::Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::Custom("InvalidChunk" | "InvalidTrailerEnd" | "PrematureBodyEnd")
+    )
+}
+
+/// The answer to a malformed body: 400, and the connection closes (see `ApiError::closes_connection`).
+pub fn malformed_body_error() -> ApiError {
+    ApiError::bad_request(
+        "malformed_body",
+        "the request body is badly framed (chunked encoding)",
+    )
 }
