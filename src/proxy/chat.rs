@@ -425,8 +425,10 @@ impl ShadowSampler {
 
 /// Read the whole body, stopping as soon as it exceeds `cap`. One chunk (the usual case for
 /// a small JSON body) is returned without a copy. Each read waits at most `timeout`
-/// (`client.body_timeout`): on HTTP/1 the request filter set it on the session as well, but
-/// Pingora's HTTP/2 session has no read timeout of its own.
+/// (`client.body_timeout`): on HTTP/1 the request filter set it as the session's read timeout,
+/// which Pingora applies itself; Pingora's HTTP/2 session has no read timeout of its own, so
+/// there a tokio timer bounds each read (on HTTP/1 it would only add two timer entries to
+/// every request).
 async fn read_body(
     session: &mut Session,
     cap: usize,
@@ -435,8 +437,14 @@ async fn read_body(
     let mut first: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
     let mut total = 0usize;
+    let own_timer = session.as_downstream().is_http2();
     loop {
-        let chunk = match tokio::time::timeout(timeout, session.read_request_body()).await {
+        let read = if own_timer {
+            tokio::time::timeout(timeout, session.read_request_body()).await
+        } else {
+            Ok(session.read_request_body().await)
+        };
+        let chunk = match read {
             Ok(Ok(Some(chunk))) => chunk,
             Ok(Ok(None)) => break,
             Ok(Err(e)) if e.etype() == &pingora::ErrorType::ReadTimedout => {
