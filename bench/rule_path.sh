@@ -60,6 +60,8 @@
 #            no such directory, nginx alone runs conf/'s rules with non-throttling limits).
 #   LOAD=80       also run the paced mode at this % of each server's max
 #   OPEN_LOOP="50 80 95"  also run the open-loop mode (below) at these % of each server's max
+#   OPEN_ROUNDS=1  open-loop rounds (servers interleaved, the starting one rotating); with
+#            SHARED=1 the table ends with the median p99 kefu's shared buckets add over kefu_local
 #   MAX_NGINX=, MAX_KEFU=  with LOAD: skip the max rounds and use these req/s instead
 #   CAL_SECONDS=3 seconds per calibration run of the paced mode
 #   USERS=4096    distinct user_ids in the load (bench/wrk/chat.lua)
@@ -91,6 +93,7 @@ SAMPLES=${SAMPLES:-$ROOT/tests/data/intent_samples.tsv}
 KEFU_CONF=${KEFU_CONF:-bench/conf}
 LOAD=${LOAD:-}
 OPEN_LOOP=${OPEN_LOOP:-}
+OPEN_ROUNDS=${OPEN_ROUNDS:-1}
 OPEN_LOOP_BIN=${OPEN_LOOP_BIN:-$ROOT/target/release/examples/open_loop}
 USERS=${USERS:-4096}
 CAL_SECONDS=${CAL_SECONDS:-3}
@@ -517,40 +520,57 @@ fi
 # ------------------------------------------------------------------ open-loop mode
 if [[ -n $OPEN_LOOP ]]; then
     rows=()
-    for s in nginx ping kefu; do
-        has "$s" || continue
-        max=$(max_rate "$s")
-        hostport=${URL[$s]#http://}
-        path=/${hostport#*/}
-        hostport=${hostport%%/*}
-        start_server "$s"
-        wait_ready "$s"
-        run_wrk "$s" "$WARMUP" "$WORK/open.warmup.$s.txt"
-        for load in $OPEN_LOOP; do
-            rate=$(calc "$max * $load / 100")
-            out=$WORK/open.$s.$load.txt
-            before=$(cpu_ticks)
-            taskset -c "$WRK_CORE" "$OPEN_LOOP_BIN" --addr "$hostport" --path "$path" --rate "$rate" \
-                --duration "$DURATION" --conns "$CONNS" --samples "$SAMPLES" --users "$USERS" >"$out" 2>&1 || true
-            steal=$(steal_pct "$before" "$(cpu_ticks)")
-            line=$(grep '^OPENLOOP ' "$out" | tail -n 1) || true
-            [[ -n $line ]] || { cat "$out" >&2; die "open_loop gave no result for $s (see $out)"; }
-            for kv in ${line#OPENLOOP }; do printf -v "O_${kv%%=*}" '%s' "${kv#*=}"; done
-            say "$s open loop at ${load}%: $line steal $steal%"
-            printf 'open\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$O_achieved" "$O_p50_us" "$O_p99_us" \
-                "$O_p999_us" "$O_max_us" "$O_non2xx" "$O_errors" "$steal" "$load" >>"$RESULTS"
-            rows+=("$(printf '%-8s %6s%% %10.0f %10.0f %9.2f %9.2f %9.2f %9.2f %8s %7s %6s' "$s" "$load" "$rate" "$O_achieved" \
-                "$(calc "$O_p50_us/1000")" "$(calc "$O_p99_us/1000")" "$(calc "$O_p999_us/1000")" \
-                "$(calc "$O_max_us/1000")" "$O_non2xx" "$O_errors" "$steal")")
+    declare -A OP99=()
+    open_order=()
+    for s in nginx ping kefu kefu_local; do has "$s" && open_order+=("$s"); done
+    for ((r = 1; r <= OPEN_ROUNDS; r++)); do
+        n=${#open_order[@]}
+        for ((j = 0; j < n; j++)); do
+            s=${open_order[$(((j + r - 1) % n))]}
+            max=$(max_rate "$s")
+            hostport=${URL[$s]#http://}
+            path=/${hostport#*/}
+            hostport=${hostport%%/*}
+            start_server "$s"
+            wait_ready "$s"
+            run_wrk "$s" "$WARMUP" "$WORK/open.warmup.$s.txt"
+            for load in $OPEN_LOOP; do
+                rate=$(calc "$max * $load / 100")
+                out=$WORK/open.$r.$s.$load.txt
+                before=$(cpu_ticks)
+                taskset -c "$WRK_CORE" "$OPEN_LOOP_BIN" --addr "$hostport" --path "$path" --rate "$rate" \
+                    --duration "$DURATION" --conns "$CONNS" --samples "$SAMPLES" --users "$USERS" >"$out" 2>&1 || true
+                steal=$(steal_pct "$before" "$(cpu_ticks)")
+                line=$(grep '^OPENLOOP ' "$out" | tail -n 1) || true
+                [[ -n $line ]] || { cat "$out" >&2; die "open_loop gave no result for $s (see $out)"; }
+                for kv in ${line#OPENLOOP }; do printf -v "O_${kv%%=*}" '%s' "${kv#*=}"; done
+                say "round $r: $s open loop at ${load}%: $line steal $steal%"
+                OP99[$r.$s.$load]=$O_p99_us
+                printf 'open\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$O_achieved" "$O_p50_us" "$O_p99_us" \
+                    "$O_p999_us" "$O_max_us" "$O_non2xx" "$O_errors" "$steal" "$load" >>"$RESULTS"
+                rows+=("$(printf '%-10s %5s %6s%% %10.0f %10.0f %9.2f %9.2f %9.2f %9.2f %8s %7s %6s' "$s" "$r" "$load" "$rate" "$O_achieved" \
+                    "$(calc "$O_p50_us/1000")" "$(calc "$O_p99_us/1000")" "$(calc "$O_p999_us/1000")" \
+                    "$(calc "$O_max_us/1000")" "$O_non2xx" "$O_errors" "$steal")")
+            done
+            stop_server
         done
-        stop_server
     done
     echo
     echo "Open loop (examples/open_loop.rs, $CONNS connections, latency from each request's due time):"
-    printf '%-8s %7s %10s %10s %9s %9s %9s %9s %8s %7s %6s\n' server load "rate" achieved "p50 ms" "p99 ms" \
+    printf '%-10s %5s %7s %10s %10s %9s %9s %9s %9s %8s %7s %6s\n' server round load "rate" achieved "p50 ms" "p99 ms" \
         "p99.9 ms" "max ms" non-2xx errors steal%
     printf '%s\n' "${rows[@]}"
     echo "design target: kefu p99 <= 2 ms at 80% load"
+    if has kefu && has kefu_local; then
+        echo "kefu_local ran at kefu's (shared buckets) rates, so each round compares the two at equal load:"
+        for load in $OPEN_LOOP; do
+            diffs=$(for ((r = 1; r <= OPEN_ROUNDS; r++)); do
+                echo "$(calc "(${OP99[$r.kefu.$load]} - ${OP99[$r.kefu_local.$load]}) / 1000")"
+            done)
+            printf 'p99 added by the shared buckets at %s%%: median %.2f ms over %s rounds (%s)   target <= 1 ms\n' \
+                "$load" "$(median <<<"$diffs")" "$OPEN_ROUNDS" "$(echo $diffs)"
+        done
+    fi
 fi
 
 echo
