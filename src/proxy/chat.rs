@@ -22,11 +22,17 @@ use crate::state::Snapshot;
 
 enum Body {
     Ok(Bytes),
-    TooLarge,
-    /// The client stopped sending it for longer than `client.body_timeout`.
-    TimedOut,
-    /// Badly framed (a bad chunk size): the connection closes after the answer.
-    Malformed,
+    /// Too large, stopped arriving for longer than `client.body_timeout`, or badly framed.
+    Refused(ApiError),
+}
+
+/// 413 for a body over `max_body_bytes`, whether declared or found while reading.
+fn too_large(max_body_bytes: usize) -> ApiError {
+    ApiError::new(
+        413,
+        "body_too_large",
+        format!("body is larger than {max_body_bytes} bytes"),
+    )
 }
 
 impl KefuProxy {
@@ -42,13 +48,6 @@ impl KefuProxy {
             self.metrics.bad_request(e.code);
             return self.refuse(session, ctx, &e).await;
         }
-        let too_large = || {
-            ApiError::new(
-                413,
-                "body_too_large",
-                format!("body is larger than {} bytes", caps.max_body_bytes),
-            )
-        };
         let declared = session
             .req_header()
             .headers
@@ -56,7 +55,7 @@ impl KefuProxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > caps.max_body_bytes) {
-            let e = too_large();
+            let e = too_large(caps.max_body_bytes);
             self.metrics.bad_request(e.code);
             return self.refuse(session, ctx, &e).await;
         }
@@ -74,22 +73,7 @@ impl KefuProxy {
         let body_timeout = snap.config.server.client.body_timeout;
         let body = match read_body(session, caps.max_body_bytes, body_timeout).await? {
             Body::Ok(b) => b,
-            Body::TooLarge => {
-                let e = too_large();
-                self.metrics.bad_request(e.code);
-                return self.refuse(session, ctx, &e).await;
-            }
-            Body::TimedOut => {
-                let e = ApiError::new(
-                    408,
-                    "request_timeout",
-                    "the request body stopped arriving (client.body_timeout)",
-                );
-                self.metrics.bad_request(e.code);
-                return self.refuse(session, ctx, &e).await;
-            }
-            Body::Malformed => {
-                let e = respond::malformed_body_error();
+            Body::Refused(e) => {
                 self.metrics.bad_request(e.code);
                 return self.refuse(session, ctx, &e).await;
             }
@@ -448,15 +432,17 @@ async fn read_body(
             Ok(Ok(Some(chunk))) => chunk,
             Ok(Ok(None)) => break,
             Ok(Err(e)) if e.etype() == &pingora::ErrorType::ReadTimedout => {
-                return Ok(Body::TimedOut);
+                return Ok(Body::Refused(respond::request_timeout_error()));
             }
-            Ok(Err(e)) if respond::malformed_body(&e) => return Ok(Body::Malformed),
+            Ok(Err(e)) if respond::malformed_body(&e) => {
+                return Ok(Body::Refused(respond::malformed_body_error()));
+            }
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(Body::TimedOut),
+            Err(_) => return Ok(Body::Refused(respond::request_timeout_error())),
         };
         total += chunk.len();
         if total > cap {
-            return Ok(Body::TooLarge);
+            return Ok(Body::Refused(too_large(cap)));
         }
         if let Some(j) = joined.as_mut() {
             j.extend_from_slice(&chunk);

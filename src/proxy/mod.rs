@@ -83,9 +83,6 @@ impl KefuProxy {
         if let Some(r) = ctx.record.as_mut() {
             r.error = Some(e.code);
         }
-        if e.closes_connection() {
-            session.set_keepalive(None);
-        }
         respond::error(session, e).await?;
         if self.log_throttle.allow() {
             let ip = ctx
@@ -238,9 +235,6 @@ impl ProxyHttp for KefuProxy {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let api = respond::proxy_failure(e);
-        if api.closes_connection() {
-            session.set_keepalive(None);
-        }
         if let Some(pool) = &ctx.pool {
             self.metrics.upstream_failure(&pool.name);
         }

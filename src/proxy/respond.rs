@@ -35,8 +35,12 @@ pub async fn json(
 }
 
 /// Write an error answer (`{"error":{"code","message"}}`), with `Retry-After` for 429s and
-/// `Allow` for 405s.
+/// `Allow` for 405s; the connection closes after it when the request's framing cannot be
+/// trusted ([`ApiError::closes_connection`]).
 pub async fn error(session: &mut Session, e: &ApiError) -> Result<()> {
+    if e.closes_connection() {
+        session.set_keepalive(None);
+    }
     let extra = match (e.status, e.retry_after) {
         (429, Some(secs)) => Some((RETRY_AFTER, HeaderValue::from(secs))),
         (405, _) => Some((http::header::ALLOW, HeaderValue::from_static("POST"))),
@@ -77,11 +81,9 @@ pub fn proxy_failure(e: &pingora::Error) -> ApiError {
         ErrorType::HTTPStatus(code) if *code >= 400 => {
             ApiError::new(*code, "bad_gateway", "no healthy upstream")
         }
-        ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => ApiError::new(
-            408,
-            "request_timeout",
-            "the request body stopped arriving (client.body_timeout)",
-        ),
+        ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => {
+            request_timeout_error()
+        }
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             ApiError::new(504, "gateway_timeout", "upstream timed out")
         }
@@ -102,6 +104,15 @@ pub fn malformed_body(e: &pingora::Error) -> bool {
     matches!(
         e.etype(),
         ErrorType::Custom("InvalidChunk" | "InvalidTrailerEnd" | "PrematureBodyEnd")
+    )
+}
+
+/// The answer to a request body that stopped arriving for longer than `client.body_timeout`.
+pub fn request_timeout_error() -> ApiError {
+    ApiError::new(
+        408,
+        "request_timeout",
+        "the request body stopped arriving (client.body_timeout)",
     )
 }
 
