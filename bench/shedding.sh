@@ -71,16 +71,18 @@ wrk_run "$WORK/capacity.txt" "$WORK/model_path.txt" "$CONNS"
 capacity=$(field "$WORK/capacity.txt" rps)
 # Each model-path connection paced so that together they offer OVERLOAD x capacity.
 delay=$(awk -v c="$MODEL_CONNS" -v r="$capacity" -v k="$OVERLOAD" 'BEGIN { printf "%.2f", c * 1000 / (r * k) }')
+# The outcomes of a request the model itself decided.
+ANSWERED='(answered|below_threshold|no_template|no_answer)'
 overload() { # NAME
     local before_shed before_over before_dl before_model
     before_shed=$(outcome shed) before_over=$(outcome overloaded) before_dl=$(outcome deadline)
-    before_model=$(outcome "(answered|below_threshold|no_template|no_answer)")
+    before_model=$(outcome "$ANSWERED")
     wrk_run "$WORK/$1.model.txt" "$WORK/model_path.txt" "$MODEL_CONNS" "$delay" &
     local model=$!
     sleep 1
     wrk_run "$WORK/$1.rule.txt" "$WORK/rule_path.txt" "$RULE_CONNS" "$RULE_DELAY_MS"
     wait "$model"
-    echo "$1: model requests answered by the model $(( $(outcome "(answered|below_threshold|no_template|no_answer)") - before_model )), shed $(( $(outcome shed) - before_shed )), overloaded $(( $(outcome overloaded) - before_over )), past the deadline $(( $(outcome deadline) - before_dl ))" >>"$WORK/outcomes.txt"
+    echo "$1: model requests answered by the model $(( $(outcome "$ANSWERED") - before_model )), shed $(( $(outcome shed) - before_shed )), overloaded $(( $(outcome overloaded) - before_over )), past the deadline $(( $(outcome deadline) - before_dl ))" >>"$WORK/outcomes.txt"
 }
 overload noshed
 stop
