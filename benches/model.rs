@@ -93,7 +93,7 @@ fn main() {
         .map(PathBuf::from)
         .collect();
     // One ONNX Runtime environment per process, shared by every version.
-    let runtime = Runtime::load(&cfg.model.runtime).unwrap_or_else(|e| panic!("{e}"));
+    let runtime = Runtime::process(&cfg.model.runtime).unwrap_or_else(|e| panic!("{e}"));
     for (i, name) in versions.split(',').enumerate() {
         println!("\n=== version {name}");
         bench_version(&cfg, &runtime, name, if i == 0 { &extra } else { &[] });
@@ -144,7 +144,9 @@ fn bench_version(cfg: &Config, runtime: &Runtime, name: &str, extra: &[PathBuf])
     let mut sorted = encoded.clone();
     sorted.sort_by_key(Vec::len);
     for file in files {
-        let mut backend = runtime.session(&file).unwrap_or_else(|e| panic!("{e}"));
+        let mut backend = runtime
+            .session(&file, &cfg.model.runtime)
+            .unwrap_or_else(|e| panic!("{e}"));
         let int8 = std::fs::read(&file)
             .map(|b| b.windows(21).any(|w| w == b"DynamicQuantizeLinear"))
             .unwrap_or(false);

@@ -96,9 +96,9 @@ fn main() {
         m.batch.max_tokens,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let runtime = Runtime::load(&m.runtime).unwrap_or_else(|e| panic!("{e}"));
+    let runtime = Runtime::process(&m.runtime).unwrap_or_else(|e| panic!("{e}"));
     let mut local = runtime
-        .session(&version.model_path())
+        .session(&version.model_path(), &m.runtime)
         .unwrap_or_else(|e| panic!("{e}"));
     let pool = KservePool::start(
         &KserveConfig {

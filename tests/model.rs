@@ -569,6 +569,35 @@ fn shipped_versions_encode_inputs_as_the_training_pipeline_did() {
 }
 
 #[test]
+fn a_reload_that_changes_runtime_settings_builds_the_version_again() {
+    let (_conf, cfg) = shipped_config();
+    let stage = ModelStage::start(&cfg.model, BatchMetrics::unregistered()).expect("model loads");
+    let first = stage.deployment().expect("serving").active.clone();
+    // The same configuration again: the loaded version is kept.
+    stage.load(&cfg.model).expect("reload");
+    let same = stage.deployment().expect("serving").active.clone();
+    assert!(
+        Arc::ptr_eq(&first, &same),
+        "an unchanged reload rebuilt the version"
+    );
+    // Only the inference threads and their priority change: new sessions, made with them.
+    let mut changed = cfg.model.clone();
+    changed.runtime.inference_threads = cfg.model.runtime.inference_threads + 1;
+    changed.runtime.inference_nice = (cfg.model.runtime.inference_nice + 1) % 20;
+    stage.load(&changed).expect("reload with other threads");
+    let rebuilt = stage.deployment().expect("serving").active.clone();
+    assert!(
+        !Arc::ptr_eq(&first, &rebuilt),
+        "runtime settings changed but the old sessions serve"
+    );
+    assert_eq!(rebuilt.runtime, changed.runtime);
+    let p = stage
+        .classify_blocking(kefu_edge::model::ModelInput::alone(HANDED_ON[0]))
+        .expect("the rebuilt version answers");
+    assert!(p.prob > 0.0 && p.prob <= 1.0);
+}
+
+#[test]
 fn a_missing_onnx_runtime_is_a_clear_error_and_without_the_model_the_rule_path_serves() {
     let conf = Conf::new();
     let text = conf.read("model.yaml");

@@ -2,7 +2,8 @@
 //! logits. It knows nothing of queues or requests (the `batcher` does); tests replace it
 //! with a fake through the [`Backend`] trait.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use ort::environment::Environment;
 use ort::ep;
@@ -52,14 +53,15 @@ pub trait Backend: Send {
 
 /// ONNX Runtime for this process: the shared library is loaded once (ort keeps it for the
 /// life of the process, so changing `runtime.library` needs a restart) and one environment
-/// makes every session.
+/// makes every session. The other runtime settings are per session: a reload that changes
+/// them builds new sessions with them.
 pub struct Runtime {
     env: Environment,
-    cfg: RuntimeConfig,
+    library: PathBuf,
 }
 
 impl Runtime {
-    pub fn load(cfg: &RuntimeConfig) -> Result<Runtime, ModelError> {
+    fn load(cfg: &RuntimeConfig) -> Result<Runtime, ModelError> {
         // ort panics at first use when the library is missing rather than returning an
         // error, so check before it is asked.
         if !cfg.library.is_file() {
@@ -75,40 +77,52 @@ impl Runtime {
             .map_err(|e| ModelError::Load(format!("ONNX Runtime environment: {e}")))?;
         Ok(Runtime {
             env,
-            cfg: cfg.clone(),
+            library: cfg.library.clone(),
         })
     }
 
-    pub fn provider(&self) -> Provider {
-        self.cfg.provider
+    /// The process's runtime, loaded on first use. ONNX Runtime allows one environment per
+    /// process, so every model stage (and every test in one binary) shares it.
+    pub fn process(cfg: &RuntimeConfig) -> Result<Arc<Runtime>, ModelError> {
+        static PROCESS: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
+        let mut slot = PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rt) = slot.as_ref() {
+            if rt.library != cfg.library {
+                log::warn!(
+                    "runtime.library changed to {}: ONNX Runtime stays {} until a restart",
+                    cfg.library.display(),
+                    rt.library.display()
+                );
+            }
+            return Ok(Arc::clone(rt));
+        }
+        let rt = Arc::new(Runtime::load(cfg)?);
+        *slot = Some(Arc::clone(&rt));
+        Ok(rt)
     }
 
-    pub fn inference_threads(&self) -> usize {
-        self.cfg.inference_threads
-    }
-
-    /// The nice value of the inference threads.
-    pub fn inference_nice(&self) -> i32 {
-        self.cfg.inference_nice
+    /// The library this process loaded.
+    pub fn library(&self) -> &Path {
+        &self.library
     }
 
     /// A session of `model` on the configured execution provider. CUDA must work when it
     /// is asked for: a silent fall back to the CPU would hide a broken GPU set-up.
-    pub fn session(&self, model: &Path) -> Result<OrtBackend, ModelError> {
+    pub fn session(&self, model: &Path, cfg: &RuntimeConfig) -> Result<OrtBackend, ModelError> {
         let err =
             |what: &str, e: String| ModelError::Load(format!("{}: {what}: {e}", model.display()));
         let mut builder = Session::builder(&self.env)
             .map_err(|e| err("session", e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| err("optimisation level", e.to_string()))?
-            .with_intra_threads(self.cfg.intra_threads)
+            .with_intra_threads(cfg.intra_threads)
             .map_err(|e| err("threads", e.to_string()))?
             .with_inter_threads(1)
             .map_err(|e| err("threads", e.to_string()))?;
-        if self.cfg.provider == Provider::Cuda {
+        if cfg.provider == Provider::Cuda {
             builder = builder
                 .with_execution_providers([ep::CUDA::default()
-                    .with_device_id(self.cfg.cuda_device)
+                    .with_device_id(cfg.cuda_device)
                     .build()
                     .error_on_failure()])
                 .map_err(|e| err("CUDA execution provider", e.to_string()))?;

@@ -16,7 +16,7 @@ use super::backend::{Backend, Runtime};
 use super::batcher::{BatchMetrics, Batcher, Prediction};
 use super::kserve::{KserveBackend, KservePool};
 use super::version::{ModelInput, ModelVersion};
-use crate::config::{BatchConfig, ModelBackend, ModelConfig};
+use crate::config::{BatchConfig, ModelBackend, ModelConfig, RuntimeConfig};
 use crate::text::fnv1a;
 
 /// A loaded, warmed version with its batcher.
@@ -27,6 +27,9 @@ pub struct LoadedVersion {
     pub batch: BatchConfig,
     /// Where its model runs (a reload that changes it builds the version again).
     pub backend: ModelBackend,
+    /// Threads, priority and provider its sessions were made with (a reload that changes
+    /// them builds the version again).
+    pub runtime: RuntimeConfig,
     pub load_time: Duration,
     batcher: Batcher,
 }
@@ -55,7 +58,6 @@ pub struct LoadReport {
 }
 
 pub struct ModelStage {
-    runtime: Mutex<Option<Arc<Runtime>>>,
     current: ArcSwapOption<Deployment>,
     /// Serialises loads; holds the last one's report.
     last_load: Mutex<Option<LoadReport>>,
@@ -75,7 +77,6 @@ impl ModelStage {
     /// A stage with nothing loaded: every request goes to the fallback.
     pub fn disabled(metrics: BatchMetrics) -> ModelStage {
         ModelStage {
-            runtime: Mutex::new(None),
             current: ArcSwapOption::empty(),
             last_load: Mutex::new(None),
             metrics,
@@ -106,16 +107,6 @@ impl ModelStage {
         if let Err(e) = spawned {
             log::error!("model stage: cannot start the loading thread: {e}");
         }
-    }
-
-    fn runtime(&self, cfg: &ModelConfig) -> Result<Arc<Runtime>, ModelError> {
-        let mut slot = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(rt) = slot.as_ref() {
-            return Ok(Arc::clone(rt));
-        }
-        let rt = Arc::new(Runtime::load(&cfg.runtime)?);
-        *slot = Some(Arc::clone(&rt));
-        Ok(rt)
     }
 
     /// Build the deployment `cfg` describes, reusing loaded versions that did not change,
@@ -160,6 +151,7 @@ impl ModelStage {
                         v.name == name
                             && v.batch == cfg.batch
                             && v.backend == cfg.backend
+                            && v.runtime == cfg.runtime
                             && Some(&v.model_sha256) == sha.as_ref()
                     })
                     .cloned()
@@ -195,13 +187,14 @@ impl ModelStage {
         // while its inference pool is down, as nginx starts with its upstreams down): its
         // requests get the fallback until a server passes the version check.
         let mut warm = true;
-        let nice = match &cfg.backend {
+        match &cfg.backend {
             ModelBackend::Onnx => {
-                let runtime = self.runtime(cfg)?;
-                for _ in 0..runtime.inference_threads() {
-                    backends.push(Box::new(runtime.session(&version.model_path())?));
+                let runtime = Runtime::process(&cfg.runtime)?;
+                for _ in 0..cfg.runtime.inference_threads {
+                    backends.push(Box::new(
+                        runtime.session(&version.model_path(), &cfg.runtime)?,
+                    ));
                 }
-                runtime.inference_nice()
             }
             ModelBackend::Kserve(k) => {
                 let pool = KservePool::start(
@@ -219,9 +212,8 @@ impl ModelStage {
                 for _ in 0..cfg.runtime.inference_threads {
                     backends.push(Box::new(KserveBackend::new(Arc::clone(&pool))));
                 }
-                cfg.runtime.inference_nice
             }
-        };
+        }
         let model_sha256 = version
             .manifest
             .files
@@ -234,7 +226,7 @@ impl ModelStage {
             Arc::new(version.encoder),
             version.labels.into(),
             backends,
-            nice,
+            cfg.runtime.inference_nice,
             self.metrics.clone(),
         )?;
         if warm {
@@ -255,6 +247,7 @@ impl ModelStage {
             model_sha256,
             batch: cfg.batch,
             backend: cfg.backend.clone(),
+            runtime: cfg.runtime.clone(),
             load_time,
             batcher,
         })
