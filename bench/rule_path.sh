@@ -62,6 +62,9 @@
 #   OPEN_LOOP="50 80 95"  also run the open-loop mode (below) at these % of each server's max
 #   OPEN_ROUNDS=1  open-loop rounds (servers interleaved, the starting one rotating); with
 #            SHARED=1 the table ends with the median p99 kefu's shared buckets add over kefu_local
+#   PACER=timerfd  how the open-loop generator waits for due times: timerfd (sleeps between
+#            sends, leaving its core to the Redis of SHARED=1) or spin (yields in a loop: sends
+#            on time to microseconds, but the core is never idle)
 #   MAX_NGINX=, MAX_KEFU=  with LOAD: skip the max rounds and use these req/s instead
 #   CAL_SECONDS=3 seconds per calibration run of the paced mode
 #   USERS=4096    distinct user_ids in the load (bench/wrk/chat.lua)
@@ -94,6 +97,7 @@ KEFU_CONF=${KEFU_CONF:-bench/conf}
 LOAD=${LOAD:-}
 OPEN_LOOP=${OPEN_LOOP:-}
 OPEN_ROUNDS=${OPEN_ROUNDS:-1}
+PACER=${PACER:-timerfd}
 OPEN_LOOP_BIN=${OPEN_LOOP_BIN:-$ROOT/target/release/examples/open_loop}
 USERS=${USERS:-4096}
 CAL_SECONDS=${CAL_SECONDS:-3}
@@ -334,11 +338,16 @@ trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ measuring
 # /proc/stat: steal time on both cores while wrk runs (>2-3% means a noisy neighbour VM).
-cpu_ticks() { awk '/^cpu[0-9]/ { t=0; for (i=2; i<=NF; i++) t+=$i; printf "%s %d %d ", $1, t, $9 }' /proc/stat; }
+cpu_ticks() { awk '/^cpu[0-9]/ { t=0; for (i=2; i<=NF; i++) t+=$i; printf "%s %d %d %d ", $1, t, $9, $5+$6 }' /proc/stat; }
 steal_pct() {  # before after -> max steal % over cpuN
     awk -v a="$1" -v b="$2" 'BEGIN { n=split(a, x, " "); split(b, y, " "); m=0
-        for (i=1; i<=n; i+=3) { dt=y[i+1]-x[i+1]; ds=y[i+2]-x[i+2]; if (dt>0 && 100*ds/dt>m) m=100*ds/dt }
+        for (i=1; i<=n; i+=4) { dt=y[i+1]-x[i+1]; ds=y[i+2]-x[i+2]; if (dt>0 && 100*ds/dt>m) m=100*ds/dt }
         printf "%.1f", m }'
+}
+core_busy_pct() {  # core before after -> busy % of cpuCORE (not idle, not waiting on I/O)
+    awk -v c="cpu$1" -v a="$2" -v b="$3" 'BEGIN { n=split(a, x, " "); split(b, y, " ")
+        for (i=1; i<=n; i+=4) if (x[i]==c) { dt=y[i+1]-x[i+1]; di=y[i+3]-x[i+3] }
+        printf "%.0f", (dt > 0 ? 100 - 100 * di / dt : 0) }'
 }
 
 # Busy % of each core over 1 s while no server runs: what the rest of the machine (another
@@ -521,6 +530,7 @@ fi
 if [[ -n $OPEN_LOOP ]]; then
     rows=()
     declare -A OP99=()
+    declare -A GEN_SATURATED=()
     open_order=()
     for s in nginx ping kefu kefu_local; do has "$s" && open_order+=("$s"); done
     for ((r = 1; r <= OPEN_ROUNDS; r++)); do
@@ -538,28 +548,36 @@ if [[ -n $OPEN_LOOP ]]; then
                 rate=$(calc "$max * $load / 100")
                 out=$WORK/open.$r.$s.$load.txt
                 before=$(cpu_ticks)
-                taskset -c "$WRK_CORE" "$OPEN_LOOP_BIN" --addr "$hostport" --path "$path" --rate "$rate" \
+                taskset -c "$WRK_CORE" "$OPEN_LOOP_BIN" --addr "$hostport" --path "$path" --rate "$rate" --pacer "$PACER" \
                     --duration "$DURATION" --conns "$CONNS" --samples "$SAMPLES" --users "$USERS" >"$out" 2>&1 || true
-                steal=$(steal_pct "$before" "$(cpu_ticks)")
+                after=$(cpu_ticks)
+                steal=$(steal_pct "$before" "$after")
+                gen_busy=$(core_busy_pct "$WRK_CORE" "$before" "$after")
                 line=$(grep '^OPENLOOP ' "$out" | tail -n 1) || true
                 [[ -n $line ]] || { cat "$out" >&2; die "open_loop gave no result for $s (see $out)"; }
                 for kv in ${line#OPENLOOP }; do printf -v "O_${kv%%=*}" '%s' "${kv#*=}"; done
-                say "round $r: $s open loop at ${load}%: $line steal $steal%"
+                say "round $r: $s open loop at ${load}%: $line steal $steal% generator core busy $gen_busy%"
                 OP99[$r.$s.$load]=$O_p99_us
                 printf 'open\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$O_achieved" "$O_p50_us" "$O_p99_us" \
                     "$O_p999_us" "$O_max_us" "$O_non2xx" "$O_errors" "$steal" "$load" >>"$RESULTS"
-                rows+=("$(printf '%-10s %5s %6s%% %10.0f %10.0f %9.2f %9.2f %9.2f %9.2f %8s %7s %6s' "$s" "$r" "$load" "$rate" "$O_achieved" \
+                rows+=("$(printf '%-10s %5s %6s%% %10.0f %10.0f %9.2f %9.2f %9.2f %9.2f %8s %7s %6s %8s' "$s" "$r" "$load" "$rate" "$O_achieved" \
                     "$(calc "$O_p50_us/1000")" "$(calc "$O_p99_us/1000")" "$(calc "$O_p999_us/1000")" \
-                    "$(calc "$O_max_us/1000")" "$O_non2xx" "$O_errors" "$steal")")
+                    "$(calc "$O_max_us/1000")" "$O_non2xx" "$O_errors" "$steal" "$gen_busy")")
+                ((gen_busy >= 95)) && GEN_SATURATED[$load]=$((${GEN_SATURATED[$load]:-0} + 1))
             done
             stop_server
         done
     done
     echo
-    echo "Open loop (examples/open_loop.rs, $CONNS connections, latency from each request's due time):"
-    printf '%-10s %5s %7s %10s %10s %9s %9s %9s %9s %8s %7s %6s\n' server round load "rate" achieved "p50 ms" "p99 ms" \
-        "p99.9 ms" "max ms" non-2xx errors steal%
+    echo "Open loop (examples/open_loop.rs, $CONNS connections, $PACER pacer, latency from each request's due time):"
+    printf '%-10s %5s %7s %10s %10s %9s %9s %9s %9s %8s %7s %6s %8s\n' server round load "rate" achieved "p50 ms" "p99 ms" \
+        "p99.9 ms" "max ms" non-2xx errors steal% "gen%"
     printf '%s\n' "${rows[@]}"
+    for load in $OPEN_LOOP; do
+        [[ -n ${GEN_SATURATED[$load]:-} ]] &&
+            echo "NOTE: at $load% the generator's core (core $WRK_CORE: the generator, and Redis with SHARED=1) was >= 95%" \
+                "busy in ${GEN_SATURATED[$load]} of $((OPEN_ROUNDS * ${#open_order[@]})) runs: there the latencies measure the generator falling behind"
+    done
     echo "design target: kefu p99 <= 2 ms at 80% load"
     if has kefu && has kefu_local; then
         echo "kefu_local ran at kefu's (shared buckets) rates, so each round compares the two at equal load:"

@@ -12,19 +12,27 @@
 //! (as bench/wrk/chat.lua does: request k carries message k mod n and user k mod USERS).
 //!
 //! One thread (pin it with taskset), `--conns` keep-alive connections: a due request goes
-//! out on the first idle one. Timers: tokio's have millisecond granularity, so the last
-//! stretch before a request is due is waited by yielding, which keeps sends within a few
-//! microseconds of their schedule at the cost of a busy core. Prints one `OPENLOOP key=value`
-//! line: achieved rate, latency p50/p99/p99.9/max in µs, non-2xx answers and errors.
+//! out on the first idle one. Pacing: tokio's timers have millisecond granularity, so one
+//! pacer task waits for each due time on a timerfd (a high-resolution timer, timer slack set
+//! to 1 ns) that the event loop polls with the connections: sends leave within tens of
+//! microseconds of their schedule and the core sleeps in between. `--pacer spin` instead
+//! yields in a loop for the last 2 ms before each due time: sends within a few microseconds,
+//! but the core is never idle, so whatever shares it (the bench's Redis) runs only when the
+//! scheduler preempts the generator. Prints one `OPENLOOP key=value` line: achieved rate,
+//! latency p50/p99/p99.9/max in µs, non-2xx answers and errors.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 #[derive(Parser)]
 struct Args {
@@ -49,10 +57,15 @@ struct Args {
     users: usize,
     #[arg(long, default_value = "kefu-bench/1.0")]
     ua: String,
-    /// Microseconds before a request is due that are waited by yielding rather than by
-    /// tokio's millisecond timer (0: the timer alone, requests late by up to 1 ms).
-    #[arg(long, default_value_t = 2000)]
-    spin_us: u64,
+    /// How due times are waited for: `timerfd` (sleeps) or `spin` (yields in a loop).
+    #[arg(long, value_enum, default_value_t = PacerKind::Timerfd)]
+    pacer: PacerKind,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PacerKind {
+    Timerfd,
+    Spin,
 }
 
 /// What the connections share (one thread: cells, no locks).
@@ -60,10 +73,16 @@ struct Run {
     requests: Vec<Vec<u8>>,
     start: Instant,
     interval: Duration,
-    spin: Duration,
     total: u64,
-    next: Cell<u64>,
+    /// Requests due and not yet taken by a connection, oldest first.
+    due: RefCell<VecDeque<u64>>,
+    /// Woken when a request becomes due, and when the pacer is done.
+    wake: Notify,
+    paced_all: Cell<bool>,
     latencies_us: RefCell<Vec<u32>>,
+    /// How late each request left (from its due time to its write): the pacer's own error
+    /// plus any wait for a free connection; part of its latency.
+    late_us: RefCell<Vec<u32>>,
     non_2xx: Cell<u64>,
     errors: Cell<u64>,
 }
@@ -101,14 +120,123 @@ fn requests(args: &Args) -> anyhow::Result<Vec<Vec<u8>>> {
         .collect())
 }
 
-/// Wait until `due`: tokio's timer for all but the last `spin`, then yielding.
-async fn until(due: Instant, spin: Duration) {
-    let now = Instant::now();
-    if due > now + spin {
-        tokio::time::sleep(due - now - spin).await;
+/// A timerfd on CLOCK_MONOTONIC (the clock `Instant` reads on Linux), polled by tokio.
+struct Timer {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Timer {
+    fn new() -> anyhow::Result<Timer> {
+        // SAFETY: plain system calls; the descriptor is owned from here on.
+        let fd = unsafe {
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1u64);
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        anyhow::ensure!(
+            fd >= 0,
+            "timerfd_create: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: fd is a fresh descriptor nothing else owns; the OwnedFd keeps it open, and
+        // the same, for as long as the AsyncFd holds it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
+        Ok(Timer { fd })
     }
-    while Instant::now() < due {
-        tokio::task::yield_now().await;
+
+    /// Sleep until `due` (a CLOCK_MONOTONIC reading in nanoseconds).
+    async fn until(&self, due_ns: u128) -> anyhow::Result<()> {
+        if monotonic_ns() >= due_ns {
+            return Ok(());
+        }
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (due_ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (due_ns % 1_000_000_000) as libc::c_long,
+            },
+        };
+        let fd = self.fd.get_ref().as_raw_fd();
+        // SAFETY: fd is our timerfd and spec a valid absolute expiry.
+        let rc = unsafe {
+            libc::timerfd_settime(fd, libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut())
+        };
+        anyhow::ensure!(
+            rc == 0,
+            "timerfd_settime: {}",
+            std::io::Error::last_os_error()
+        );
+        loop {
+            let mut ready = self.fd.readable().await?;
+            let mut expirations = 0u64;
+            // SAFETY: reads 8 bytes into a u64 we own.
+            let n = unsafe { libc::read(fd, (&mut expirations as *mut u64).cast(), 8) };
+            if n == 8 {
+                return Ok(());
+            }
+            ready.clear_ready();
+        }
+    }
+}
+
+fn monotonic_ns() -> u128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes into ts.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+/// Make request k due at its time, for k in 0..total; the connections take them.
+async fn pacer(run: Rc<Run>, kind: PacerKind, start_ns: u128) -> anyhow::Result<()> {
+    let timer = match kind {
+        PacerKind::Timerfd => Some(Timer::new()?),
+        PacerKind::Spin => None,
+    };
+    let interval_ns = run.interval.as_nanos();
+    for k in 0..run.total {
+        let due_ns = start_ns + interval_ns * u128::from(k);
+        match &timer {
+            Some(timer) => timer.until(due_ns).await?,
+            None => {
+                let spin_from = due_ns.saturating_sub(2_000_000);
+                let now = monotonic_ns();
+                if spin_from > now {
+                    tokio::time::sleep(Duration::from_nanos((spin_from - now) as u64)).await;
+                }
+                while monotonic_ns() < due_ns {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        run.due.borrow_mut().push_back(k);
+        run.wake.notify_one();
+    }
+    run.paced_all.set(true);
+    run.wake.notify_waiters();
+    Ok(())
+}
+
+/// The next due request, or None when every request has been taken.
+async fn next_due(run: &Run) -> Option<u64> {
+    loop {
+        let notified = run.wake.notified();
+        if let Some(k) = run.due.borrow_mut().pop_front() {
+            return Some(k);
+        }
+        if run.paced_all.get() {
+            return None;
+        }
+        notified.await;
     }
 }
 
@@ -157,19 +285,16 @@ async fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<()
     Ok(())
 }
 
-/// One connection: take the next due request, send it when it is due (or at once when it is
-/// already late), read the answer, count its latency from when it was due.
+/// One connection: take the oldest due request, send it, read the answer, count its latency
+/// from when it was due (a request that waited for a free connection pays for the wait).
 async fn connection(run: Rc<Run>, addr: String) {
     let mut conn: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(16 << 10);
     loop {
-        let k = run.next.get();
-        if k >= run.total {
+        let Some(k) = next_due(&run).await else {
             return;
-        }
-        run.next.set(k + 1);
+        };
         let due = run.start + run.interval.mul_f64(k as f64);
-        until(due, run.spin).await;
         let request = &run.requests[k as usize % run.requests.len()];
         let result = async {
             if conn.is_none() {
@@ -181,11 +306,12 @@ async fn connection(run: Rc<Run>, addr: String) {
             let c = conn
                 .as_mut()
                 .ok_or_else(|| anyhow::anyhow!("no connection"))?;
+            run.late_us.borrow_mut().push(micros(due.elapsed()));
             c.write_all(request).await?;
             response(c, &mut buf).await
         }
         .await;
-        let us = due.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        let us = micros(due.elapsed());
         match result {
             Ok(status) => {
                 run.latencies_us.borrow_mut().push(us);
@@ -207,14 +333,20 @@ fn main() -> anyhow::Result<()> {
         args.rate > 0.0 && args.conns > 0,
         "rate and conns must be positive"
     );
+    // One moment read on both clocks: due times are set on CLOCK_MONOTONIC, latencies
+    // counted with Instant (the same clock on Linux).
+    let start = Instant::now() + Duration::from_millis(100);
+    let start_ns = monotonic_ns() + 100_000_000;
     let run = Rc::new(Run {
         requests: requests(&args)?,
-        start: Instant::now() + Duration::from_millis(100),
+        start,
         interval: Duration::from_secs_f64(1.0 / args.rate),
-        spin: Duration::from_micros(args.spin_us),
         total: (args.rate * args.duration) as u64,
-        next: Cell::new(0),
+        due: RefCell::new(VecDeque::new()),
+        wake: Notify::new(),
+        paced_all: Cell::new(false),
         latencies_us: RefCell::new(Vec::with_capacity((args.rate * args.duration) as usize)),
+        late_us: RefCell::new(Vec::with_capacity((args.rate * args.duration) as usize)),
         non_2xx: Cell::new(0),
         errors: Cell::new(0),
     });
@@ -223,32 +355,47 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
+        let pace = tokio::task::spawn_local(pacer(Rc::clone(&run), args.pacer, start_ns));
         let tasks: Vec<_> = (0..args.conns)
             .map(|_| tokio::task::spawn_local(connection(Rc::clone(&run), args.addr.clone())))
             .collect();
         for t in tasks {
             let _ = t.await;
         }
-    });
+        pace.await
+    })??;
     let elapsed = run.start.elapsed().as_secs_f64();
-    let mut lat = run.latencies_us.take();
-    lat.sort_unstable();
-    let q = |p: f64| {
-        lat.get(((lat.len().max(1) - 1) as f64 * p) as usize)
-            .copied()
-            .unwrap_or(0)
-    };
+    let lat = sorted(run.latencies_us.take());
+    let late = sorted(run.late_us.take());
     println!(
-        "OPENLOOP rate={:.0} achieved={:.0} requests={} p50_us={} p99_us={} p999_us={} max_us={} non2xx={} errors={}",
+        "OPENLOOP rate={:.0} achieved={:.0} requests={} p50_us={} p99_us={} p999_us={} max_us={} non2xx={} errors={} late_p50_us={} late_p99_us={}",
         args.rate,
         lat.len() as f64 / elapsed,
         lat.len(),
-        q(0.5),
-        q(0.99),
-        q(0.999),
+        quantile(&lat, 0.5),
+        quantile(&lat, 0.99),
+        quantile(&lat, 0.999),
         lat.last().copied().unwrap_or(0),
         run.non_2xx.get(),
-        run.errors.get()
+        run.errors.get(),
+        quantile(&late, 0.5),
+        quantile(&late, 0.99),
     );
     Ok(())
+}
+
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u128::from(u32::MAX)) as u32
+}
+
+fn sorted(mut v: Vec<u32>) -> Vec<u32> {
+    v.sort_unstable();
+    v
+}
+
+fn quantile(sorted: &[u32], p: f64) -> u32 {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p) as usize)
+        .copied()
+        .unwrap_or(0)
 }
