@@ -41,10 +41,16 @@ struct RawShared {
     breaker: BreakerConfig,
     #[serde(default = "default_ahead")]
     ahead: f64,
+    #[serde(default = "default_ahead_linger", with = "humantime_serde")]
+    ahead_linger: Duration,
 }
 
 fn default_ahead() -> f64 {
     0.5
+}
+
+fn default_ahead_linger() -> Duration {
+    Duration::from_millis(1)
 }
 
 fn default_timeout() -> Duration {
@@ -122,6 +128,9 @@ pub struct SharedLimitsConfig {
     /// A request is admitted before Redis answers when Redis's last answer for its buckets
     /// (under a second old) left more than this share of the smallest burst; 0: always wait.
     pub ahead: f64,
+    /// How long checks of requests already admitted ahead may wait for company before they
+    /// go to Redis (nobody waits for their answer; a check someone waits for goes at once).
+    pub ahead_linger: Duration,
 }
 
 /// Absent buckets do not limit. Keyed buckets remember at most `max_tracked_keys` keys each.
@@ -226,6 +235,12 @@ fn validate_shared(
             "shared.ahead must be between 0 and 1 (0: always wait for Redis)",
         );
     }
+    if raw.ahead_linger > Duration::from_millis(100) {
+        bad(
+            "ahead_linger",
+            "shared.ahead_linger must be at most 100ms (it delays the charge of admitted requests)",
+        );
+    }
     if raw.hash_tag.is_empty() || raw.hash_tag.contains(['{', '}']) {
         bad(
             "hash_tag",
@@ -242,6 +257,7 @@ fn validate_shared(
         nodes: raw.nodes.max(1),
         breaker: raw.breaker,
         ahead: raw.ahead,
+        ahead_linger: raw.ahead_linger,
     }
 }
 
@@ -281,13 +297,19 @@ mod tests {
         .unwrap();
         let s = c.shared.unwrap();
         assert_eq!(s.timeout, Duration::from_millis(2), "the default timeout");
+        assert_eq!(
+            s.ahead_linger,
+            Duration::from_millis(1),
+            "the default linger"
+        );
         assert_eq!((s.nodes, s.breaker.failures), (3, 3));
         assert!(c.per_user.unwrap().shared);
         let e = check(
-            "shared: {redis: 'redis://a', cluster: ['redis://b'], timeout: 0ms, hash_tag: '{x}'}\n",
+            "shared: {redis: 'redis://a', cluster: ['redis://b'], timeout: 0ms, hash_tag: '{x}', ahead_linger: 1s}\n",
         )
         .unwrap_err();
         let all: Vec<_> = e.iter().map(|e| e.reason.clone()).collect();
-        assert_eq!(e.len(), 3, "{all:?}");
+        assert_eq!(e.len(), 4, "{all:?}");
+        assert!(all.iter().any(|r| r.contains("ahead_linger")), "{all:?}");
     }
 }

@@ -436,6 +436,7 @@ mod tests {
             nodes: 3,
             breaker: Default::default(),
             ahead: 0.5,
+            ahead_linger: Duration::from_millis(1),
         });
         let metrics = LimitMetrics::unregistered();
         let l = Limiters::new(&c, metrics.clone()).unwrap();

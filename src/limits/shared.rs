@@ -67,6 +67,8 @@ pub struct RedisBuckets {
     ahead: f64,
     /// Present only with `ahead` > 0: without it nothing is remembered.
     headroom: Option<Arc<Headroom>>,
+    /// `shared.ahead_linger`.
+    ahead_linger: Duration,
 }
 
 /// The key part of a bucket kind; the OpenResty module uses the same words.
@@ -103,6 +105,7 @@ impl RedisBuckets {
             key_base: format!("{}{{{}}}:", cfg.key_prefix, cfg.hash_tag),
             ahead: cfg.ahead,
             headroom: (cfg.ahead > 0.0).then(|| Arc::new(Headroom::default())),
+            ahead_linger: cfg.ahead_linger,
         })
     }
 
@@ -165,6 +168,7 @@ impl RedisBuckets {
             sha: self.sha.clone(),
             timeout: self.timeout,
             headroom: self.headroom.clone(),
+            linger: self.ahead_linger,
         };
         tokio::spawn(driver.run(rx));
         tx
@@ -192,12 +196,14 @@ struct Driver {
     sha: String,
     timeout: Duration,
     headroom: Option<Arc<Headroom>>,
+    linger: Duration,
 }
 
 impl Driver {
     async fn run(self, mut rx: mpsc::Receiver<Job>) {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+            self.linger(&mut rx, &mut jobs).await;
             let answers = self.call(&jobs).await;
             let now = Instant::now();
             if let (Err(_), Some(headroom)) = (&answers, &self.headroom) {
@@ -217,6 +223,24 @@ impl Driver {
                 if let Some(reply) = job.reply {
                     let _ = reply.send(answer);
                 }
+            }
+        }
+    }
+
+    /// While every check in `jobs` is of a request already admitted (nobody waits for its
+    /// answer), wait up to the linger for more before calling: under load one call then
+    /// carries many checks, which saves Redis and this node a round trip's work per
+    /// request. A check someone waits for ends the wait at once.
+    async fn linger(&self, rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+        if self.linger.is_zero() {
+            return;
+        }
+        let until = tokio::time::Instant::now() + self.linger;
+        while jobs.len() < MAX_BATCH && jobs.iter().all(|j| j.reply.is_none()) {
+            let room = MAX_BATCH - jobs.len();
+            match tokio::time::timeout_at(until, rx.recv_many(jobs, room)).await {
+                Ok(n) if n > 0 => continue,
+                _ => return, // the linger is over, or the queue closed
             }
         }
     }
@@ -305,6 +329,7 @@ mod tests {
             nodes: 1,
             breaker: Default::default(),
             ahead: 0.0,
+            ahead_linger: Duration::from_millis(1),
         }
     }
 
@@ -325,6 +350,80 @@ mod tests {
             .query_async(&mut conn)
             .await
             .unwrap();
+    }
+
+    fn driver(linger: Duration) -> Driver {
+        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
+        Driver {
+            link: Arc::new(RedisLink::new(
+                Target::Standalone(client),
+                Duration::from_millis(50),
+                Duration::from_millis(50),
+            )),
+            sha: String::new(),
+            timeout: Duration::from_millis(50),
+            headroom: None,
+            linger,
+        }
+    }
+
+    /// A check; `waited` when a caller waits for its answer (the receiver is returned).
+    fn job(waited: bool) -> (Job, Option<oneshot::Receiver<Result<Outcome, SharedError>>>) {
+        let (reply, answer) = if waited {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let job = Job {
+            keys: vec!["k".into()],
+            quotas: vec![(1000, 1)],
+            kinds: vec![LimitKind::User],
+            headroom_key: None,
+            reply,
+        };
+        (job, answer)
+    }
+
+    #[tokio::test]
+    async fn checks_of_requests_admitted_ahead_wait_for_company_and_a_waited_check_ends_the_wait() {
+        // Only checks nobody waits for: they linger for the whole linger.
+        let d = driver(Duration::from_millis(30));
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut jobs = vec![job(false).0];
+        let started = Instant::now();
+        d.linger(&mut rx, &mut jobs).await;
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        assert_eq!(jobs.len(), 1);
+        // More arrive during the linger, then one a caller waits for: the call goes at
+        // once with all of them (the linger is ten seconds).
+        let d = driver(Duration::from_secs(10));
+        let mut jobs = vec![job(false).0];
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            tx.send(job(false).0).await.ok();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let (waited, answer) = job(true);
+            tx.send(waited).await.ok();
+            answer
+        });
+        let started = Instant::now();
+        d.linger(&mut rx, &mut jobs).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a waited check sat out the linger"
+        );
+        assert_eq!(jobs.len(), 3);
+        assert!(jobs[2].reply.is_some());
+        let _answer = sender.await.unwrap();
+        // No linger: nothing waits.
+        let d = driver(Duration::ZERO);
+        let (_tx, mut rx) = mpsc::channel(16);
+        let mut jobs = vec![job(false).0];
+        let started = Instant::now();
+        d.linger(&mut rx, &mut jobs).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(jobs.len(), 1);
     }
 
     #[test]
