@@ -83,6 +83,9 @@ struct Run {
     /// How late each request left (from its due time to its write): the pacer's own error
     /// plus any wait for a free connection; part of its latency.
     late_us: RefCell<Vec<u32>>,
+    /// How late the pacer made each request due: the generator's own lag alone (a busy
+    /// core, a late timer), without any wait for a connection the server still holds.
+    pacer_late_us: RefCell<Vec<u32>>,
     non_2xx: Cell<u64>,
     errors: Cell<u64>,
 }
@@ -218,6 +221,10 @@ async fn pacer(run: Rc<Run>, kind: PacerKind, start_ns: u128) -> anyhow::Result<
                 }
             }
         }
+        let lag_ns = monotonic_ns().saturating_sub(due_ns);
+        run.pacer_late_us
+            .borrow_mut()
+            .push((lag_ns / 1000).min(u128::from(u32::MAX)) as u32);
         run.due.borrow_mut().push_back(k);
         run.wake.notify_one();
     }
@@ -347,6 +354,7 @@ fn main() -> anyhow::Result<()> {
         paced_all: Cell::new(false),
         latencies_us: RefCell::new(Vec::with_capacity((args.rate * args.duration) as usize)),
         late_us: RefCell::new(Vec::with_capacity((args.rate * args.duration) as usize)),
+        pacer_late_us: RefCell::new(Vec::with_capacity((args.rate * args.duration) as usize)),
         non_2xx: Cell::new(0),
         errors: Cell::new(0),
     });
@@ -367,8 +375,9 @@ fn main() -> anyhow::Result<()> {
     let elapsed = run.start.elapsed().as_secs_f64();
     let lat = sorted(run.latencies_us.take());
     let late = sorted(run.late_us.take());
+    let pacer_late = sorted(run.pacer_late_us.take());
     println!(
-        "OPENLOOP rate={:.0} achieved={:.0} requests={} p50_us={} p99_us={} p999_us={} max_us={} non2xx={} errors={} late_p50_us={} late_p99_us={}",
+        "OPENLOOP rate={:.0} achieved={:.0} requests={} p50_us={} p99_us={} p999_us={} max_us={} non2xx={} errors={} late_p50_us={} late_p99_us={} pacer_late_p99_us={}",
         args.rate,
         lat.len() as f64 / elapsed,
         lat.len(),
@@ -380,6 +389,7 @@ fn main() -> anyhow::Result<()> {
         run.errors.get(),
         quantile(&late, 0.5),
         quantile(&late, 0.99),
+        quantile(&pacer_late, 0.99),
     );
     Ok(())
 }
