@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use tokio::io::unix::AsyncFd;
@@ -71,8 +71,10 @@ enum PacerKind {
 /// What the connections share (one thread: cells, no locks).
 struct Run {
     requests: Vec<Vec<u8>>,
-    start: Instant,
-    interval: Duration,
+    /// When request 0 is due, and the time between two requests (CLOCK_MONOTONIC, ns): the
+    /// pacer's timer and every latency read the same clock.
+    start_ns: u128,
+    interval_ns: u128,
     total: u64,
     /// Requests due and not yet taken by a connection, oldest first.
     due: RefCell<VecDeque<u64>>,
@@ -123,7 +125,7 @@ fn requests(args: &Args) -> anyhow::Result<Vec<Vec<u8>>> {
         .collect())
 }
 
-/// A timerfd on CLOCK_MONOTONIC (the clock `Instant` reads on Linux), polled by tokio.
+/// A timerfd on CLOCK_MONOTONIC, polled by tokio.
 struct Timer {
     fd: AsyncFd<OwnedFd>,
 }
@@ -189,6 +191,13 @@ impl Timer {
     }
 }
 
+impl Run {
+    /// When request `k` is due.
+    fn due_ns(&self, k: u64) -> u128 {
+        self.start_ns + self.interval_ns * u128::from(k)
+    }
+}
+
 fn monotonic_ns() -> u128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -200,14 +209,13 @@ fn monotonic_ns() -> u128 {
 }
 
 /// Make request k due at its time, for k in 0..total; the connections take them.
-async fn pacer(run: Rc<Run>, kind: PacerKind, start_ns: u128) -> anyhow::Result<()> {
+async fn pacer(run: Rc<Run>, kind: PacerKind) -> anyhow::Result<()> {
     let timer = match kind {
         PacerKind::Timerfd => Some(Timer::new()?),
         PacerKind::Spin => None,
     };
-    let interval_ns = run.interval.as_nanos();
     for k in 0..run.total {
-        let due_ns = start_ns + interval_ns * u128::from(k);
+        let due_ns = run.due_ns(k);
         match &timer {
             Some(timer) => timer.until(due_ns).await?,
             None => {
@@ -221,10 +229,7 @@ async fn pacer(run: Rc<Run>, kind: PacerKind, start_ns: u128) -> anyhow::Result<
                 }
             }
         }
-        let lag_ns = monotonic_ns().saturating_sub(due_ns);
-        run.pacer_late_us
-            .borrow_mut()
-            .push((lag_ns / 1000).min(u128::from(u32::MAX)) as u32);
+        run.pacer_late_us.borrow_mut().push(micros_since(due_ns));
         run.due.borrow_mut().push_back(k);
         run.wake.notify_one();
     }
@@ -301,7 +306,7 @@ async fn connection(run: Rc<Run>, addr: String) {
         let Some(k) = next_due(&run).await else {
             return;
         };
-        let due = run.start + run.interval.mul_f64(k as f64);
+        let due_ns = run.due_ns(k);
         let request = &run.requests[k as usize % run.requests.len()];
         let result = async {
             if conn.is_none() {
@@ -313,12 +318,12 @@ async fn connection(run: Rc<Run>, addr: String) {
             let c = conn
                 .as_mut()
                 .ok_or_else(|| anyhow::anyhow!("no connection"))?;
-            run.late_us.borrow_mut().push(micros(due.elapsed()));
+            run.late_us.borrow_mut().push(micros_since(due_ns));
             c.write_all(request).await?;
             response(c, &mut buf).await
         }
         .await;
-        let us = micros(due.elapsed());
+        let us = micros_since(due_ns);
         match result {
             Ok(status) => {
                 run.latencies_us.borrow_mut().push(us);
@@ -340,14 +345,10 @@ fn main() -> anyhow::Result<()> {
         args.rate > 0.0 && args.conns > 0,
         "rate and conns must be positive"
     );
-    // One moment read on both clocks: due times are set on CLOCK_MONOTONIC, latencies
-    // counted with Instant (the same clock on Linux).
-    let start = Instant::now() + Duration::from_millis(100);
-    let start_ns = monotonic_ns() + 100_000_000;
     let run = Rc::new(Run {
         requests: requests(&args)?,
-        start,
-        interval: Duration::from_secs_f64(1.0 / args.rate),
+        start_ns: monotonic_ns() + 100_000_000,
+        interval_ns: Duration::from_secs_f64(1.0 / args.rate).as_nanos(),
         total: (args.rate * args.duration) as u64,
         due: RefCell::new(VecDeque::new()),
         wake: Notify::new(),
@@ -363,7 +364,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
-        let pace = tokio::task::spawn_local(pacer(Rc::clone(&run), args.pacer, start_ns));
+        let pace = tokio::task::spawn_local(pacer(Rc::clone(&run), args.pacer));
         let tasks: Vec<_> = (0..args.conns)
             .map(|_| tokio::task::spawn_local(connection(Rc::clone(&run), args.addr.clone())))
             .collect();
@@ -372,7 +373,7 @@ fn main() -> anyhow::Result<()> {
         }
         pace.await
     })??;
-    let elapsed = run.start.elapsed().as_secs_f64();
+    let elapsed = monotonic_ns().saturating_sub(run.start_ns) as f64 / 1e9;
     let lat = sorted(run.latencies_us.take());
     let late = sorted(run.late_us.take());
     let pacer_late = sorted(run.pacer_late_us.take());
@@ -394,8 +395,9 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn micros(d: Duration) -> u32 {
-    d.as_micros().min(u128::from(u32::MAX)) as u32
+/// Microseconds from `due_ns` to now (0 when not yet due).
+fn micros_since(due_ns: u128) -> u32 {
+    (monotonic_ns().saturating_sub(due_ns) / 1000).min(u128::from(u32::MAX)) as u32
 }
 
 fn sorted(mut v: Vec<u32>) -> Vec<u32> {

@@ -236,7 +236,9 @@ impl Driver {
             return;
         }
         let until = tokio::time::Instant::now() + self.linger;
-        while jobs.len() < MAX_BATCH && jobs.iter().all(|j| j.reply.is_none()) {
+        let mut seen = 0; // jobs already known to have nobody waiting
+        while jobs.len() < MAX_BATCH && jobs[seen..].iter().all(|j| j.reply.is_none()) {
+            seen = jobs.len();
             let room = MAX_BATCH - jobs.len();
             match tokio::time::timeout_at(until, rx.recv_many(jobs, room)).await {
                 Ok(n) if n > 0 => continue,

@@ -101,11 +101,6 @@ impl Runtime {
         Ok(rt)
     }
 
-    /// The library this process loaded.
-    pub fn library(&self) -> &Path {
-        &self.library
-    }
-
     /// A session of `model` on the configured execution provider. CUDA must work when it
     /// is asked for: a silent fall back to the CPU would hide a broken GPU set-up.
     pub fn session(&self, model: &Path, cfg: &RuntimeConfig) -> Result<OrtBackend, ModelError> {
