@@ -122,12 +122,15 @@ class Encoder(nn.Module):
             scores.append(s)
         return hiddens, scores
 
-    def classify(self, last_hidden, mask):
+    def pooled(self, last_hidden, mask):
+        """The sentence vector the classifier reads (after dropout)."""
         if self.cfg.pool == "mean":
             m = mask.unsqueeze(-1).to(last_hidden.dtype)
-            pooled = (last_hidden * m).sum(1) / m.sum(1)
-            return self.cls(self.drop(pooled))
-        return self.cls(self.drop(torch.tanh(self.pool(last_hidden[:, 0]))))
+            return self.drop((last_hidden * m).sum(1) / m.sum(1))
+        return self.drop(torch.tanh(self.pool(last_hidden[:, 0])))
+
+    def classify(self, last_hidden, mask):
+        return self.cls(self.pooled(last_hidden, mask))
 
     def forward(self, ids, mask):
         hiddens, _ = self.encode(ids, mask)

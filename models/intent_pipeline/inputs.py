@@ -44,6 +44,7 @@ class Example:
     mapped: str = ""  # JDDC: the published label, before any relabelling
     blind: str = ""  # JDDC: the blind label ...
     kind: str = ""  # ... and its kind (clear | context | ambiguous); dialogues: alone | context | ack
+    fine: str = ""  # JDDC: the published fine-grained JDDC intent (one of 123)
 
 
 def intents(intents_tsv: Path) -> tuple:
@@ -143,22 +144,38 @@ def with_distractors(rows: list, share: float, rng: random.Random) -> list:
     return out
 
 
+JDDC_FILES = ("jddc_intents_dev.tsv", "jddc_intents_extra.tsv")
+
+
+def jddc_fine_labels(jddc_dir: Path) -> dict:
+    """{`file:line` (the splits' JDDC source ids): the published fine-grained JDDC intent}."""
+    out = {}
+    for name in JDDC_FILES:
+        for n, line in enumerate((jddc_dir / name).read_text(encoding="utf-8").splitlines()):
+            text, _, label = line.partition("\t")
+            if text.strip() and label.strip():
+                out[f"{name}:{n + 1}"] = label.strip()
+    return out
+
+
 def unlabelled_jddc(jddc_dir: Path, exclude: set) -> list:
-    """JDDC questions whose intent has no counterpart in intents.tsv: no label, still real
-    shopper text, for the soft labels of distillation. Development and test texts are left
+    """JDDC questions whose intent has no counterpart in intents.tsv: no label of ours, still
+    real shopper text (with its fine-grained JDDC label in `fine`), for the soft labels of
+    distillation and the teacher's fine-grained task. Development and test texts are left
     out."""
     mapped = set()
     for line in (jddc_dir / "jddc_to_kefu.tsv").read_text(encoding="utf-8").splitlines():
         if line and not line.startswith("#"):
             mapped.add(line.split("\t")[0].strip())
-    out = set()
-    for name in ("jddc_intents_dev.tsv", "jddc_intents_extra.tsv"):
+    out = {}
+    for name in JDDC_FILES:
         for line in (jddc_dir / name).read_text(encoding="utf-8").splitlines():
             text, _, label = line.partition("\t")
             text = text.strip()
             if text and label.strip() not in mapped and text not in exclude:
-                out.add(text)
-    return [Example(text=t, intent="", origin="unlabelled") for t in sorted(out)]
+                out.setdefault(text, label.strip())
+    return [Example(text=t, intent="", origin="unlabelled", fine=f)
+            for t, f in sorted(out.items())]
 
 
 def context_text(context: tuple, names: dict) -> str:

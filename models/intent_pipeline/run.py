@@ -41,6 +41,9 @@ class Sizes:
     authored_weight: float = 0.5  # weight of a corpus line against a real one
     distractor_share: float = 0.3  # standalone lines also shown with an unrelated context
     jddc_labels: str = "mapped"  # mapped | agreed | blind (inputs.relabel_jddc)
+    # weight of the teacher's second task, the 123 fine-grained JDDC intents of every JDDC
+    # training line (the unmapped ones too); 0 turns it off
+    fine_weight: float = 0.0
     limit: int = 0  # use only this many training lines (quick mode)
     teacher_layers: int = 12
 
@@ -139,10 +142,27 @@ def main():
 
     # --- 1. teacher: all of e5's blocks, fine-tuned ----------------------------------------
     teacher = from_e5(pruned_vocab.model, len(labels), list(range(sizes.teacher_layers)), max_len)
+    x_teach, y_teach, w_teach, aux = x_train, y_train, weights, None
+    if sizes.fine_weight > 0 and args.jddc.exists():
+        # The marketplace's own fine-grained labels: they tell apart what our intents merge
+        # or leave out, and they reach the JDDC lines that have no counterpart here.
+        fine_of = inputs.jddc_fine_labels(args.jddc)
+        fine = [fine_of.get(r.source, "") if r.origin == "jddc" else "" for r in train]
+        fine += [r.fine for r in unlabelled]
+        names_fine = sorted({f for f in fine if f})
+        aux = ([names_fine.index(f) if f else -1 for f in fine], sizes.fine_weight)
+        x_teach, y_teach = x_train + x_unl, y_train + [-1] * len(x_unl)
+        w_teach = weights + [1.0] * len(x_unl)
+        teacher.aux = torch.nn.Linear(teacher.cfg.hidden, len(names_fine))
+        teacher._init(teacher.aux)
+        print(f"teacher: fine-grained task over {len(names_fine)} JDDC intents, "
+              f"{sum(a >= 0 for a in aux[0])} lines, weight {sizes.fine_weight}", flush=True)
     print("teacher: fine-tuning", flush=True)
     timed("teacher", lambda: steps.finetune(
-        teacher, x_train, y_train, sizes.teacher_epochs, sizes.teacher_lr, sizes.batch, rng,
-        weights=weights, head_lr=sizes.head_lr))
+        teacher, x_teach, y_teach, sizes.teacher_epochs, sizes.teacher_lr, sizes.batch, rng,
+        weights=w_teach, head_lr=sizes.head_lr, aux=aux))
+    if aux is not None:
+        del teacher.aux  # the second task trains the body; the shipped model has one head
     record("teacher", teacher)
     if args.stop_after == "teacher":
         return

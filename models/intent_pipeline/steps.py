@@ -26,7 +26,7 @@ def _optimiser(model, lr, total, head_lr=1.0):
     times faster than the pre-trained body (a fresh layer on top of a trained one)."""
     groups = {}
     for n, p in model.named_parameters():
-        head = n.startswith(("cls.", "pool."))
+        head = n.startswith(("cls.", "pool.", "aux."))
         key = (head, p.dim() > 1)
         groups.setdefault(key, []).append(p)
     opt = torch.optim.AdamW(
@@ -53,22 +53,29 @@ def _log(step, t0, what, loss):
 
 
 def finetune(model: Encoder, seqs, y, epochs, lr, batch, rng, teacher_logits=None, alpha=0.5,
-             temp=2.0, weights=None, head_lr=1.0):
+             temp=2.0, weights=None, head_lr=1.0, aux=None):
     """Cross-entropy on the labels; with `teacher_logits` (one row per sequence), mixed with
     the soft-label loss of knowledge distillation (Hinton et al.) at temperature `temp`. A
     label of -1 means unlabelled: that row learns from the soft labels alone. `weights` (one
-    per row) weigh the rows' losses (sources of different value)."""
+    per row) weigh the rows' losses (sources of different value). `aux` = (labels, weight):
+    a second task read from the same sentence vector by `model.aux` (a linear layer the
+    caller attaches and removes), its cross-entropy added with that weight where its label
+    is not -1."""
     lengths = [len(s) for s in seqs]
     steps = epochs * math.ceil(len(seqs) / batch)
     opt, sched = _optimiser(model, lr, steps, head_lr)
     y = torch.tensor(y)
+    if aux is not None:
+        aux_y, aux_weight = torch.tensor(aux[0]), aux[1]
     w = torch.ones(len(seqs)) if weights is None else torch.tensor(weights, dtype=torch.float)
     model.train()
     t0, step = time.time(), 0
     for _ in range(epochs):
         for idx in batches(len(seqs), lengths, batch, rng):
             ids, mask = pad([seqs[i] for i in idx])
-            logits = model(ids, mask)
+            hiddens, _ = model.encode(ids, mask)
+            pooled = model.pooled(hiddens[-1], mask)
+            logits = model.cls(pooled)
             labelled = y[idx] >= 0
             ce = F.cross_entropy(logits, y[idx].clamp(min=0), reduction="none") * labelled
             per_row = ce
@@ -77,6 +84,11 @@ def finetune(model: Encoder, seqs, y, epochs, lr, batch, rng, teacher_logits=Non
                 kd = F.kl_div(F.log_softmax(logits / temp, -1), soft, reduction="none").sum(-1)
                 kd = kd * temp * temp
                 per_row = torch.where(labelled, (1 - alpha) * ce + alpha * kd, kd)
+            if aux is not None:
+                has = aux_y[idx] >= 0
+                aux_ce = F.cross_entropy(model.aux(pooled), aux_y[idx].clamp(min=0),
+                                         reduction="none")
+                per_row = per_row + aux_weight * aux_ce * has
             loss = (per_row * w[idx]).sum() / w[idx].sum()
             _step(model, opt, sched, loss)
             step += 1
