@@ -103,14 +103,14 @@ fn clean_replies_are_never_changed_and_evasions_are_always_masked() {
     let plain = lines("tests/data/post/plain_violations.tsv");
     let (_, plain_missed) = score(&filter, &[], &plain);
     print_score("plain uses", 0, plain.len(), &[], &plain_missed);
-    assert!(plain_missed.len() <= 5, "{plain_missed:?}");
+    assert!(plain_missed.len() <= 4, "{plain_missed:?}");
     assert!(
-        changed.len() <= 9,
+        changed.len() <= 10,
         "{} clean replies changed",
         changed.len()
     );
     assert!(
-        second_changed.len() <= 15,
+        second_changed.len() <= 13,
         "{} clean replies of the second list changed",
         second_changed.len()
     );

@@ -25,7 +25,7 @@ pub struct Example {
 }
 
 /// The examples of every `*.tsv` under `dir`, with how many lines were skipped because the
-/// judge never sees them (a word with a non-Chinese character).
+/// judge never sees them (a word with a character neither Chinese nor an ASCII letter).
 pub fn read_examples(dir: &Path) -> anyhow::Result<(Vec<Example>, usize)> {
     let seg = Segmenter::new();
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -55,7 +55,7 @@ pub fn read_examples(dir: &Path) -> anyhow::Result<(Vec<Example>, usize)> {
                 other => bail!("{}: label `{other}` is neither mask nor clean", at()),
             };
             let word: Vec<char> = text::fold(word).chars().collect();
-            if !word.iter().all(|&c| crate::post::is_chinese(c)) {
+            if !word.iter().all(|&c| crate::post::is_judged(c)) {
                 skipped += 1;
                 continue;
             }
@@ -183,7 +183,7 @@ pub fn train_command(
     let (examples, skipped) = read_examples(train)?;
     let masks = examples.iter().filter(|e| e.mask).count();
     println!(
-        "examples: {} ({masks} mask, {} clean); {skipped} with a non-Chinese word skipped",
+        "examples: {} ({masks} mask, {} clean); {skipped} with a word the judge never reads skipped",
         examples.len(),
         examples.len() - masks
     );

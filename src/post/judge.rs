@@ -7,9 +7,10 @@
 //!
 //! `MatchJudge` is a logistic model over those features, trained offline on written examples
 //! (`kefu-edge train-filter-judge`, `models/data/filter_train/`) and shipped as a weights file.
-//! It only ever judges a *plain* match: Chinese characters written contiguously and as they
-//! are listed. A match that needed folding, skipped separators or sound (`微 信`, `ＶＸ`,
-//! `薇信`) is an evasion, and an evasion is always masked.
+//! It only ever judges a *plain* match: written contiguously and as listed, Chinese characters
+//! as they are and ASCII letters in either case (`WX390`, `QQ糖`: capitals are how models and
+//! brands are written). A match that needed full width folded, skipped separators or sound
+//! (`微 信`, `ＶＸ`, `薇信`) is an evasion, and an evasion is always masked.
 
 use std::collections::HashMap;
 

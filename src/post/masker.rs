@@ -155,13 +155,17 @@ impl SensitiveMasker {
         self
     }
 
-    /// A match spelled out as listed: Chinese characters, found by spelling, written one
-    /// after the other and not folded. Anything else is an evasion.
+    /// A match spelled out as listed: found by spelling, written one after the other, every
+    /// character a Chinese one as written or an ASCII letter in either case. Anything else
+    /// (full width, separators, sound) is an evasion.
     fn plain(s: &Stream, h: &Hit) -> bool {
         let (first, last) = (s.at[h.start], s.at[h.end]);
         h.exact
             && last - first == h.end - h.start
-            && (first..=last).all(|i| segment::is_chinese(s.all[i]) && s.raw[i] == s.all[i])
+            && (first..=last).all(|i| {
+                segment::is_judged(s.all[i])
+                    && (s.raw[i] == s.all[i] || s.raw[i].to_ascii_lowercase() == s.all[i])
+            })
     }
 
     fn stream(&self, text: &str) -> Stream {

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 pub use judge::{MatchJudge, features as judge_features};
 pub use masker::{SensitiveMasker, Settings};
-pub use segment::{Segmenter, is_chinese};
+pub use segment::{Segmenter, is_chinese, is_judged};
 
 use crate::config::PostConfig;
 

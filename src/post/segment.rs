@@ -80,6 +80,14 @@ pub fn is_chinese(c: char) -> bool {
     matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}')
 }
 
+/// A character of a listed word that the match judge may read as written: a Chinese
+/// character, or an ASCII letter (folded to lower case). Capitals are how brands and models
+/// are written (`WX390`, `QQ糖`, `SB系列`), not a way round the list; full width, digits for
+/// numerals and separators are.
+pub fn is_judged(c: char) -> bool {
+    is_chinese(c) || c.is_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

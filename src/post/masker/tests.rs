@@ -148,3 +148,31 @@ fn the_judge_reads_plain_matches_only() {
         "by sound: an evasion"
     );
 }
+
+#[test]
+fn latin_letters_in_either_case_are_judged_full_width_is_an_evasion() {
+    // The judge leaves `sb` before 系列 (a model line), masks it anywhere else.
+    let judge = MatchJudge::new(&crate::config::JudgeConfig {
+        bias: 2.0,
+        weights: vec![("w=sb|R1=系".into(), -5.0)],
+        exempt_below: 0.5,
+    });
+    let m = masker().with_judge(judge);
+    assert_eq!(
+        m.mask("这是SB系列的鞋"),
+        None,
+        "capitals are how models are written"
+    );
+    assert_eq!(m.mask("这是sb系列的鞋"), None);
+    assert_eq!(m.mask("你是SB"), Some("你是**".into()));
+    assert_eq!(
+        m.mask("这是ＳＢ系列的鞋"),
+        Some("这是**系列的鞋".into()),
+        "full width: an evasion"
+    );
+    assert_eq!(
+        m.mask("这是S-B系列的鞋"),
+        Some("这是***系列的鞋".into()),
+        "separated: an evasion"
+    );
+}
