@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from . import e5, export, inputs, measure, steps
+from . import augment, e5, export, inputs, measure, steps
 from .encoder import Encoder, EncoderConfig, from_e5, prune_ffn, prune_heads
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +44,9 @@ class Sizes:
     # weight of the teacher's second task, the 123 fine-grained JDDC intents of every JDDC
     # training line (the unmapped ones too); 0 turns it off
     fine_weight: float = 0.0
+    # augmented copies of every training sequence for the student's distillation steps
+    # (augment.py; labelled by the teacher alone); 0 turns it off
+    augment_copies: int = 1
     limit: int = 0  # use only this many training lines (quick mode)
     teacher_layers: int = 12
 
@@ -169,6 +172,15 @@ def main():
     x_all = x_train + x_unl
     y_all = y_train + [-1] * len(x_unl)
     w_all = weights + [1.0] * len(x_unl)
+    if sizes.augment_copies:
+        nbrs = augment.neighbours(teacher.tok.weight)
+        x_aug, src = augment.augment(x_all, nbrs, sizes.augment_copies,
+                                     random.Random(args.seed + 1))
+        print(f"augmented: {len(x_aug)} sequences for distillation, e.g.", flush=True)
+        for a, i in list(zip(x_aug, src))[:: max(1, len(x_aug) // 5)][:5]:
+            print(f"  {tok.decode(x_all[i])} -> {tok.decode(a)}", flush=True)
+        x_all, y_all = x_all + x_aug, y_all + [-1] * len(x_aug)
+        w_all = w_all + [w_all[i] for i in src]
     teacher_logits = steps.logits_of(teacher, x_all)
 
     # --- 2. student: teacher blocks, layer distillation, then soft labels -----------------
