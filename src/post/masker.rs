@@ -162,10 +162,8 @@ impl SensitiveMasker {
         let (first, last) = (s.at[h.start], s.at[h.end]);
         h.exact
             && last - first == h.end - h.start
-            && (first..=last).all(|i| {
-                segment::is_judged(s.all[i])
-                    && (s.raw[i] == s.all[i] || s.raw[i].to_ascii_lowercase() == s.all[i])
-            })
+            && (first..=last)
+                .all(|i| segment::is_judged(s.all[i]) && s.raw[i].to_ascii_lowercase() == s.all[i])
     }
 
     fn stream(&self, text: &str) -> Stream {

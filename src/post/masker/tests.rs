@@ -119,18 +119,22 @@ fn no_sensitive_words_means_no_automaton() {
     assert_eq!(m.mask("爆款"), None);
 }
 
+/// A judge that masks every plain match but the ones with `feature`.
+fn judge_leaving(feature: &str) -> MatchJudge {
+    MatchJudge::new(&crate::config::JudgeConfig {
+        bias: 2.0,
+        weights: vec![(feature.into(), -5.0)],
+        exempt_below: 0.5,
+    })
+}
+
 #[test]
 fn the_judge_reads_plain_matches_only() {
-    let judge = MatchJudge::new(&crate::config::JudgeConfig {
-        bias: 2.0,
-        weights: vec![("w=微信|R1=支".into(), -5.0)],
-        exempt_below: 0.5,
-    });
     let m = masker_with(Settings {
         homophones: true,
         ..settings()
     })
-    .with_judge(judge);
+    .with_judge(judge_leaving("w=微信|R1=支"));
     assert_eq!(
         m.mask("用微信支付"),
         None,
@@ -152,12 +156,7 @@ fn the_judge_reads_plain_matches_only() {
 #[test]
 fn latin_letters_in_either_case_are_judged_full_width_is_an_evasion() {
     // The judge leaves `sb` before 系列 (a model line), masks it anywhere else.
-    let judge = MatchJudge::new(&crate::config::JudgeConfig {
-        bias: 2.0,
-        weights: vec![("w=sb|R1=系".into(), -5.0)],
-        exempt_below: 0.5,
-    });
-    let m = masker().with_judge(judge);
+    let m = masker().with_judge(judge_leaving("w=sb|R1=系"));
     assert_eq!(
         m.mask("这是SB系列的鞋"),
         None,
