@@ -1,5 +1,6 @@
 //! `-t`, SIGHUP reloads under load, refused reloads, the admin reload endpoint, and a
-//! graceful SIGTERM.
+//! graceful SIGTERM (in-flight requests finish, and so does a request on a connection
+//! accepted just before the signal).
 
 mod common;
 
@@ -264,6 +265,33 @@ fn sigterm_lets_in_flight_requests_finish_and_exits_in_the_grace_period() {
             sent.elapsed() < Duration::from_secs(15),
             "did not exit after SIGTERM"
         );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The race behind a rare failure across binary upgrades: a connection the old process
+/// accepted an instant before its listeners closed, whose request was still on its way, was
+/// closed without an answer (Pingora cuts every connection waiting for a request head when
+/// it shuts down). Here the request comes well after the signal: it must still be answered.
+#[test]
+fn a_connection_accepted_before_sigterm_is_answered_when_its_request_comes_later() {
+    let conf = Conf::new();
+    let mut server = Server::start(&conf);
+    let mut early = std::net::TcpStream::connect(server.chat).expect("connect");
+    // Accepted by the server (the kernel completes the handshake; the accept loop takes it).
+    thread::sleep(Duration::from_millis(200));
+    server.signal("TERM");
+    // Long enough for the listeners to close and the shutdown to reach the connections.
+    thread::sleep(Duration::from_millis(500));
+    let body = chat_body("early", "怎么申请退款");
+    let r = exchange(&mut early, &post_head("/v1/chat", "", &body), &body)
+        .expect("the request on the early connection is answered");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["reply"].as_str().is_some_and(|s| !s.is_empty()));
+    // The process still exits on time.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
         thread::sleep(Duration::from_millis(50));
     }
 }

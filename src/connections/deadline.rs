@@ -30,6 +30,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
+use super::drain::FirstHeadPending;
+
 /// Where the end of a request head is: the empty line after the headers, with or without
 /// the CR (httparse accepts both, so a bare LF must end the clock as well).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +86,9 @@ pub struct HeaderDeadline {
     expired: bool,
     /// While HTTP/2 is possible and the first bytes match its preface: how many matched.
     preface: Option<usize>,
+    /// Held until the first request head (or the HTTP/2 preface) is in: a graceful shutdown
+    /// waits for it (see `drain`).
+    first_head: Option<FirstHeadPending>,
 }
 
 /// Completes when a [`HeaderDeadline`]'s request head did not arrive in time.
@@ -117,8 +122,15 @@ impl HeaderDeadline {
             expiry: Arc::clone(&expiry),
             expired: false,
             preface: http2.then_some(0),
+            first_head: None,
         };
         (stream, Expiry(expiry))
+    }
+
+    /// Hold `pending` until the first request head (or the HTTP/2 preface) has been read,
+    /// or the stream is dropped.
+    pub fn hold_until_first_head(&mut self, pending: FirstHeadPending) {
+        self.first_head = Some(pending);
     }
 
     /// Follow the HTTP/2 preface through the connection's first bytes.
@@ -195,6 +207,11 @@ impl AsyncRead for HeaderDeadline {
                         // What was read is dropped with the connection.
                         return this.expire();
                     }
+                }
+                if this.phase != Phase::Head {
+                    // The reader gets the whole head from this read: a shutdown may now
+                    // close the connection after this request, not before it.
+                    this.first_head = None;
                 }
                 Poll::Ready(Ok(()))
             }
@@ -422,6 +439,27 @@ mod tests {
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let took = read_until_expiry(&mut server, &expiry).await;
         assert!(took >= Duration::from_millis(150), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn the_first_head_releases_its_place_in_the_drain_count() {
+        let heads = Arc::new(super::super::drain::FirstHeads::default());
+        let (mut server, mut client, _expiry) = pair(Duration::from_secs(10)).await;
+        server.hold_until_first_head(heads.register());
+        let mut buf = [0u8; 128];
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        assert!(server.read(&mut buf).await.unwrap() > 0);
+        assert_eq!(heads.waiting(), 1, "half a head is not a request");
+        client.write_all(b"Host: a\r\n\r\n").await.unwrap();
+        assert!(server.read(&mut buf).await.unwrap() > 0);
+        assert_eq!(heads.waiting(), 0);
+        // A connection that goes away before its head releases its place too.
+        let (mut other, client, _expiry) = pair(Duration::from_secs(10)).await;
+        other.hold_until_first_head(heads.register());
+        assert_eq!(heads.waiting(), 1);
+        drop(client);
+        drop(other);
+        assert_eq!(heads.waiting(), 0);
     }
 
     /// Frames trickle in on an HTTP/2 connection for longer than the head timeout.

@@ -5,6 +5,10 @@
 //! closed before its request is read; an admitted one is served with a [`HeaderDeadline`]
 //! under the HTTP session.
 //!
+//! At a graceful shutdown (SIGTERM, or SIGQUIT handing the sockets to a new binary) the
+//! guard lets connections accepted just before the listeners closed send their first request
+//! before Pingora closes the idle ones ([`drain`]).
+//!
 //! On the HTTPS addresses the guard also does the TLS handshake ([`TlsTerminator`]), under the
 //! same limits and deadline; a connection over a limit there is closed without an answer.
 //!
@@ -13,6 +17,7 @@
 //! the per-client limit must stay off (0), as with nginx's `limit_conn` on `$remote_addr`.
 
 mod deadline;
+mod drain;
 mod tls;
 
 use std::collections::HashMap;
@@ -31,6 +36,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 pub use deadline::{Expiry, HeaderDeadline};
+use drain::{FirstHeadPending, FirstHeads};
 pub use tls::TlsTerminator;
 
 /// What [`ConnectionGuard`] enforces; read for every new connection, so a reload applies to
@@ -188,7 +194,13 @@ pub struct ConnectionGuard<A> {
     tls: Option<TlsTerminator>,
     /// Whether the application serves cleartext HTTP/2 (h2c).
     h2c: bool,
+    /// Connections not yet heard from, which a graceful shutdown waits for.
+    first_heads: Arc<FirstHeads>,
 }
+
+/// How long the guard's cleanup lets connections accepted just before the listeners closed
+/// reach the guard (their tasks are spawned, maybe not yet run) before it counts them.
+const ACCEPTED_SETTLE: Duration = Duration::from_millis(100);
 
 impl<A> ConnectionGuard<A> {
     /// The guard of cleartext addresses; `h2c`: the application takes HTTP/2 there too.
@@ -206,6 +218,7 @@ impl<A> ConnectionGuard<A> {
             metrics,
             tls: None,
             h2c,
+            first_heads: Arc::default(),
         }
     }
 
@@ -263,13 +276,24 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
             }
         };
         self.metrics.open.inc();
-        let reused = self.serve(stream, client, &caps, accepted, shutdown).await;
+        let pending = self.first_heads.register();
+        let reused = self
+            .serve(stream, client, &caps, accepted, pending, shutdown)
+            .await;
         self.metrics.open.dec();
         drop(slot);
         reused
     }
 
+    // Pingora's cleanup closes every connection still waiting for a request head; first the
+    // ones accepted just before the listeners closed get their first request in (`drain`).
     async fn cleanup(&self) {
+        tokio::time::sleep(ACCEPTED_SETTLE).await;
+        let waiting = self.first_heads.waiting();
+        if waiting > 0 {
+            log::info!("shutdown: waiting for the first request of {waiting} new connections");
+        }
+        self.first_heads.none_waiting().await;
         self.app.cleanup().await
     }
 }
@@ -283,6 +307,7 @@ impl<A: ServerApp + Send + Sync + 'static> ConnectionGuard<A> {
         client: Option<IpAddr>,
         caps: &ConnectionCaps,
         accepted: Instant,
+        pending: FirstHeadPending,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let stream = match &self.tls {
@@ -315,7 +340,9 @@ impl<A: ServerApp + Send + Sync + 'static> ConnectionGuard<A> {
             None => self.h2c,
             Some(_) => stream.selected_alpn_proto() == Some(ALPN::H2),
         };
-        let (stream, expiry) = HeaderDeadline::new(stream, caps.header_timeout, accepted, http2);
+        let (mut stream, expiry) =
+            HeaderDeadline::new(stream, caps.header_timeout, accepted, http2);
+        stream.hold_until_first_head(pending);
         tokio::select! {
             reused = self.app.process_new(Box::new(stream), shutdown) => reused,
             () = expiry.wait() => {

@@ -321,7 +321,8 @@ pub fn connect_from(local: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStrea
     Ok(socket.into())
 }
 
-fn exchange(stream: &mut TcpStream, raw_head: &str, body: &[u8]) -> std::io::Result<Response> {
+/// Send one raw request on an open connection and read the answer.
+pub fn exchange(stream: &mut TcpStream, raw_head: &str, body: &[u8]) -> std::io::Result<Response> {
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut req = raw_head.replace('\n', "\r\n").into_bytes();
     req.extend_from_slice(b"\r\n");
@@ -440,13 +441,14 @@ pub fn post(
     extra_headers: &str,
     body: &[u8],
 ) -> std::io::Result<Response> {
-    request(
-        addr,
-        &format!(
-            "POST {path} HTTP/1.1\nHost: t\nUser-Agent: {UA}\nContent-Type: application/json\nContent-Length: {}\nConnection: close\n{extra_headers}",
-            body.len()
-        ),
-        body,
+    request(addr, &post_head(path, extra_headers, body), body)
+}
+
+/// The head of [`post`]'s request (`Connection: close`).
+pub fn post_head(path: &str, extra_headers: &str, body: &[u8]) -> String {
+    format!(
+        "POST {path} HTTP/1.1\nHost: t\nUser-Agent: {UA}\nContent-Type: application/json\nContent-Length: {}\nConnection: close\n{extra_headers}",
+        body.len()
     )
 }
 
