@@ -207,6 +207,12 @@ pub struct TrainFlags {
     /// L-BFGS iteration limit.
     #[arg(long)]
     pub max_iters: Option<u64>,
+    /// Share of each training target taken from the served model (0 to 1).
+    #[arg(long)]
+    pub teacher_weight: Option<f64>,
+    /// Also fit the JDDC questions without a kefu counterpart, at the served model's view.
+    #[arg(long)]
+    pub teacher_unmapped: bool,
 }
 
 /// Why a command failed, for `main` to print (each line after `kefu-edge: `) before it exits

@@ -83,6 +83,8 @@ fn train_params(flags: &TrainFlags) -> TrainParams {
         min_count: flags.min_count.unwrap_or(d.min_count),
         c: flags.c.unwrap_or(d.c),
         max_iters: flags.max_iters.unwrap_or(d.max_iters),
+        teacher_weight: flags.teacher_weight.unwrap_or(d.teacher_weight),
+        teacher_unmapped: flags.teacher_unmapped || d.teacher_unmapped,
         ..d
     }
 }

@@ -88,6 +88,23 @@ pub fn load_authored(dir: &Path) -> anyhow::Result<Vec<Example>> {
 
 /// The JDDC intent questions of `dir` whose JDDC label maps to an intent id.
 pub fn load_jddc(dir: &Path) -> anyhow::Result<Vec<Example>> {
+    Ok(read_jddc(dir)?.0)
+}
+
+/// The JDDC questions of `dir` whose JDDC label has no intent id (texts, deduplicated, none
+/// that is also a mapped question): real traffic with no label of ours, in no split.
+pub fn load_jddc_unmapped(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let (mapped, unmapped) = read_jddc(dir)?;
+    let mapped: HashSet<&str> = mapped.iter().map(|e| e.text.as_str()).collect();
+    let mut seen = HashSet::new();
+    Ok(unmapped
+        .into_iter()
+        .filter(|t| !t.is_empty() && !mapped.contains(t.as_str()) && seen.insert(t.clone()))
+        .collect())
+}
+
+/// The mapped questions, and the texts of the others.
+fn read_jddc(dir: &Path) -> anyhow::Result<(Vec<Example>, Vec<String>)> {
     let mapping_path = dir.join("jddc_to_kefu.tsv");
     let mapping_text = std::fs::read_to_string(&mapping_path)
         .with_context(|| format!("reading {}", mapping_path.display()))?;
@@ -103,6 +120,7 @@ pub fn load_jddc(dir: &Path) -> anyhow::Result<Vec<Example>> {
         mapping.insert(jddc.trim().to_owned(), intent);
     }
     let mut out = Vec::new();
+    let mut unmapped = Vec::new();
     for name in ["jddc_intents_dev.tsv", "jddc_intents_extra.tsv"] {
         let path = dir.join(name);
         let text = std::fs::read_to_string(&path)
@@ -118,6 +136,8 @@ pub fn load_jddc(dir: &Path) -> anyhow::Result<Vec<Example>> {
                     origin: Origin::Jddc,
                     source: Some(format!("{name}:{}", n + 1)),
                 });
+            } else {
+                unmapped.push(message.trim().to_owned());
             }
         }
     }
@@ -126,7 +146,7 @@ pub fn load_jddc(dir: &Path) -> anyhow::Result<Vec<Example>> {
         "no mapped JDDC questions in {}",
         dir.display()
     );
-    Ok(dedupe(out))
+    Ok((dedupe(out), unmapped))
 }
 
 /// Drop repeated texts (the first label wins) and empty ones.

@@ -8,6 +8,9 @@
 //! Objective, as scikit-learn's `LogisticRegression(C)` writes it:
 //! `Σ_i −log p(y_i | x_i) + ‖W‖² / (2C)`, biases unpenalised, each message's features
 //! weighted `1/sqrt(n)`. Buckets seen in fewer than `min_count` training messages get no row.
+//! A message may instead have a distribution over intents to match (a teacher's, `teacher`):
+//! its term is the cross-entropy `−Σ_k t_k log p(k | x_i)`, still convex; a label is the
+//! distribution with all its mass on one intent, and gives exactly the term above.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -27,8 +30,13 @@ struct Sample {
     rows: Vec<u32>,
     /// The weight of each feature: `1/sqrt(rows.len())`.
     x: f64,
-    label: usize,
+    /// The distribution to match, as (label index, mass), masses summing to 1.
+    target: Vec<(usize, f64)>,
 }
+
+/// What one training message should score: (intent, mass) pairs whose masses sum to 1; a
+/// label is `[(intent, 1.0)]`.
+pub type Target = Vec<(Intent, f64)>;
 
 /// A point, its cost and its gradient.
 type Evaluated = (Vec<f64>, f64, Vec<f64>);
@@ -64,10 +72,18 @@ impl Objective {
             }
             let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let total: f64 = scores.iter().map(|v| (v - max).exp()).sum();
-            loss += max + total.ln() - scores[s.label];
-            // d loss / d score = p − onehot(label)
-            for (j, v) in scores.iter_mut().enumerate() {
-                *v = (*v - max).exp() / total - f64::from(u8::from(j == s.label));
+            // −Σ t_k (score_k − max − ln total), with Σ t_k = 1.
+            let mut term = max + total.ln();
+            for &(k, t) in &s.target {
+                term -= t * scores[k];
+            }
+            loss += term;
+            // d loss / d score = p − t
+            for v in scores.iter_mut() {
+                *v = (*v - max).exp() / total;
+            }
+            for &(k, t) in &s.target {
+                scores[k] -= t;
             }
             for &r in &s.rows {
                 let row = &mut grad[r as usize * l..(r as usize + 1) * l];
@@ -114,15 +130,18 @@ pub struct FitReport {
     pub stopped: String,
 }
 
-/// Fit a router on `(message, intent)` pairs, in the order given.
+/// Fit a router on `(message, target)` pairs, in the order given.
 pub fn fit(
-    examples: &[(&str, Intent)],
+    examples: &[(&str, Target)],
     params: &TrainParams,
 ) -> anyhow::Result<(TrainedRouter, FitReport)> {
     anyhow::ensure!(!examples.is_empty(), "no training examples");
     anyhow::ensure!(params.c > 0.0, "c must be positive");
     // Labels in intent order, so the file does not depend on which examples come first.
-    let mut labels: Vec<Intent> = examples.iter().map(|(_, i)| *i).collect();
+    let mut labels: Vec<Intent> = examples
+        .iter()
+        .flat_map(|(_, t)| t.iter().map(|(i, _)| *i))
+        .collect();
     labels.sort_by_key(|i| i.index());
     labels.dedup();
     let label_of: BTreeMap<Intent, usize> =
@@ -160,7 +179,7 @@ pub fn fit(
         .iter()
         .zip(examples)
         .filter(|(f, _)| !f.is_empty())
-        .map(|(f, (_, intent))| {
+        .map(|(f, (_, target))| {
             let rows: Vec<u32> = f.iter().filter_map(|b| row_of.get(b).copied()).collect();
             let x = if rows.is_empty() {
                 0.0
@@ -170,7 +189,7 @@ pub fn fit(
             Sample {
                 rows,
                 x,
-                label: label_of[intent],
+                target: target.iter().map(|(i, t)| (label_of[i], *t)).collect(),
             }
         })
         .collect();
@@ -229,17 +248,17 @@ mod tests {
             Sample {
                 rows: vec![0, 1],
                 x: 0.5f64.sqrt(),
-                label: 0,
+                target: vec![(0, 1.0)],
             },
             Sample {
                 rows: vec![1, 2],
                 x: 0.5f64.sqrt(),
-                label: 1,
+                target: vec![(1, 0.7), (2, 0.3)],
             },
             Sample {
                 rows: vec![],
                 x: 0.0,
-                label: 2,
+                target: vec![(2, 1.0)],
             },
         ];
         let o = Objective {
@@ -274,6 +293,10 @@ mod tests {
             min_count: 1,
             ..TrainParams::default()
         };
+        let examples: Vec<(&str, Target)> = examples
+            .iter()
+            .map(|&(text, intent)| (text, vec![(intent, 1.0)]))
+            .collect();
         let (a, report) = fit(&examples, &params).unwrap();
         let (b, _) = fit(&examples, &params).unwrap();
         assert!(a.to_bytes() == b.to_bytes(), "same inputs, same model");
@@ -282,8 +305,8 @@ mod tests {
             "{report:?}"
         );
         assert_eq!(a.labels(), &[Intent::RefundApply, Intent::Invoice]);
-        for (text, intent) in examples {
-            assert_eq!(a.classify(text).unwrap().intent, intent, "{text}");
+        for (text, target) in &examples {
+            assert_eq!(a.classify(text).unwrap().intent, target[0].0, "{text}");
         }
         assert_eq!(a.classify("退款吧").unwrap().intent, Intent::RefundApply);
         assert_eq!(a.classify("要发票").unwrap().intent, Intent::Invoice);

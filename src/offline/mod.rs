@@ -1,5 +1,5 @@
 //! Everything that runs without the server: training the router (`corpus`, `fit`,
-//! `thresholds`, `train`), the training/development/test splits and their export, the
+//! `thresholds`, `train`, and `teacher` when the served model's view is mixed in), the training/development/test splits and their export, the
 //! evaluations (`eval` for messages, `dialogues` for written dialogues, `real_dialogues`
 //! for real ones through the answer path), and the CLI's
 //! offline commands (`commands`, over the `decider` they share).
@@ -18,6 +18,7 @@ pub mod eval;
 pub mod filter_judge;
 pub mod fit;
 pub mod real_dialogues;
+pub mod teacher;
 pub mod thresholds;
 pub mod train;
 

@@ -8,7 +8,7 @@
 //! Thresholds: for every development message the keyword layer's decision and the model's
 //! best guess are computed once, and `thresholds::choose` searches on those.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,8 @@ use anyhow::Context;
 
 use super::corpus::{self, Example, Origin};
 use super::eval::Evaluation;
-use super::fit::{FitReport, fit};
+use super::fit::{FitReport, Target, fit};
+use super::teacher::Teacher;
 use super::thresholds::{self, Scored};
 use crate::config::Config;
 use crate::intent::Intent;
@@ -58,34 +59,102 @@ pub struct Trained {
 
 pub const MODEL_FILE: &str = "router.bin";
 
-/// The training examples in their fixed order (by hash of the text, then the text), and the
-/// sha256 of the lines `<intent>\t<tokens>` they are fitted on.
-fn ordered(examples: &[Example]) -> (Vec<(&str, Intent)>, String) {
-    let mut ordered: Vec<&Example> = examples.iter().collect();
-    ordered.sort_by_key(|e| (fnv1a(&e.text), e.text.clone()));
+/// The training messages in their fixed order (by hash of the text, then the text) with the
+/// target each is fitted at, and the sha256 of the lines `<target>\t<tokens>` (a label is
+/// written as its id, a distribution as `id:mass,…`).
+fn ordered<'a>(
+    examples: &'a [Example],
+    teacher: Option<&'a Distillation>,
+    params: &TrainParams,
+) -> anyhow::Result<(Vec<(&'a str, Target)>, String)> {
+    let mut items: Vec<(&str, Target)> = Vec::with_capacity(examples.len());
+    for e in examples {
+        let target = match teacher {
+            Some(d) if params.teacher_weight > 0.0 => d
+                .teacher
+                .target(&e.text, Some(e.intent), params.teacher_weight)
+                .with_context(|| format!("the teacher was not asked about `{}`", e.text))?,
+            _ => vec![(e.intent, 1.0)],
+        };
+        items.push((&e.text, target));
+    }
+    if let Some(d) = teacher.filter(|_| params.teacher_unmapped) {
+        for text in &d.unmapped {
+            let target = d
+                .teacher
+                .target(text, None, 1.0)
+                .with_context(|| format!("the teacher was not asked about `{text}`"))?;
+            items.push((text, target));
+        }
+    }
+    items.sort_by(|a, b| (fnv1a(a.0), a.0).cmp(&(fnv1a(b.0), b.0)));
     let mut lines = String::new();
-    for e in &ordered {
-        lines.push_str(e.intent.as_str());
+    for (text, target) in &items {
+        match target.as_slice() {
+            [(intent, m)] if *m == 1.0 => lines.push_str(intent.as_str()),
+            _ => {
+                let parts: Vec<String> =
+                    target.iter().map(|(i, m)| format!("{i}:{m:.4}")).collect();
+                lines.push_str(&parts.join(","));
+            }
+        }
         lines.push('\t');
-        lines.push_str(&features::tokens(&e.text));
+        lines.push_str(&features::tokens(text));
         lines.push('\n');
     }
-    let pairs = ordered
-        .iter()
-        .map(|e| (e.text.as_str(), e.intent))
-        .collect();
-    (pairs, sha256_hex(lines.as_bytes()))
+    Ok((items, sha256_hex(lines.as_bytes())))
 }
 
-/// Fit a model on `examples` (no evaluation): the model, the training lines' sha256, and
-/// what the optimiser did.
+/// The served model's view of the training messages and of the JDDC questions without a
+/// label of ours (`teacher`).
+pub struct Distillation {
+    pub teacher: Teacher,
+    pub unmapped: Vec<String>,
+}
+
+/// Fit a model on `examples` (no evaluation), at the teacher's targets where `params` says
+/// so: the model, the training lines' sha256, and what the optimiser did.
 pub fn train_model(
     examples: &[Example],
+    teacher: Option<&Distillation>,
     params: &TrainParams,
 ) -> anyhow::Result<(TrainedRouter, String, FitReport)> {
-    let (pairs, corpus_sha) = ordered(examples);
+    let (pairs, corpus_sha) = ordered(examples, teacher, params)?;
     let (router, report) = fit(&pairs, params)?;
     Ok((router, corpus_sha, report))
+}
+
+/// The teacher's view, when `params` ask for one: of the training messages, and of the JDDC
+/// questions without a label of ours that are no message of any split.
+fn distillation(
+    config: &Config,
+    opts: &TrainOptions,
+    parts: &corpus::Splits,
+) -> anyhow::Result<Option<Distillation>> {
+    let params = &opts.params;
+    if params.teacher_weight <= 0.0 && !params.teacher_unmapped {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        params.teacher_weight <= 1.0,
+        "teacher_weight must be between 0 and 1"
+    );
+    let mut unmapped = match (&opts.jddc_dir, params.teacher_unmapped) {
+        (Some(dir), true) => corpus::load_jddc_unmapped(dir)?,
+        _ => Vec::new(),
+    };
+    let in_splits: HashSet<&str> = [&parts.train, &parts.dev, &parts.test]
+        .into_iter()
+        .flatten()
+        .map(|e| e.text.as_str())
+        .collect();
+    unmapped.retain(|t| !in_splits.contains(t.as_str()));
+    let texts = parts.train.iter().map(|e| e.text.as_str());
+    let teacher = Teacher::label(
+        &config.model,
+        texts.chain(unmapped.iter().map(String::as_str)),
+    )?;
+    Ok(Some(Distillation { teacher, unmapped }))
 }
 
 fn decide(s: &Scored, t: &Thresholds, answers: impl Fn(Intent) -> bool) -> Decision {
@@ -151,7 +220,8 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
     let (parts, adjusted) = splits(opts)?;
     std::fs::create_dir_all(&opts.out_dir)?;
     std::fs::create_dir_all(&opts.eval_dir)?;
-    let (router, corpus_sha256, fit) = train_model(&parts.train, &opts.params)?;
+    let distilled = distillation(config, opts, &parts)?;
+    let (router, corpus_sha256, fit) = train_model(&parts.train, distilled.as_ref(), &opts.params)?;
     let bytes = router.to_bytes();
 
     // The keyword layer and rule cache of this configuration, without any router.
@@ -201,6 +271,22 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
 
     let mut figures: BTreeMap<&str, BTreeMap<String, Metrics>> = BTreeMap::new();
     let mut reports = Vec::new();
+    if let Some(d) = &distilled {
+        reports.push((
+            "teacher".to_owned(),
+            format!(
+                "{}: weight {}, {} JDDC questions without a label of ours{}\n",
+                d.teacher.model,
+                opts.params.teacher_weight,
+                d.unmapped.len(),
+                if opts.params.teacher_unmapped {
+                    ""
+                } else {
+                    " (not fitted)"
+                }
+            ),
+        ));
+    }
     let parts_scored = [
         ("development", &dev, None),
         ("development", &dev, dev_confirmed.as_ref()),
@@ -267,7 +353,14 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
         thresholds,
         validation: figures.remove("development").unwrap_or_default(),
         test: figures.remove("test").unwrap_or_default(),
-        trained_with: format!("kefu-edge {} train-router", env!("CARGO_PKG_VERSION")),
+        trained_with: match &distilled {
+            None => format!("kefu-edge {} train-router", env!("CARGO_PKG_VERSION")),
+            Some(d) => format!(
+                "kefu-edge {} train-router, teacher {}",
+                env!("CARGO_PKG_VERSION"),
+                d.teacher.model
+            ),
+        },
     };
     manifest.write(&opts.out_dir.join("manifest.json"))?;
     Ok(Trained {
@@ -423,12 +516,63 @@ mod tests {
         }
     }
 
+    /// A teacher sure that every message is `intent`.
+    fn teacher_saying(intent: Intent, examples: &[Example], unmapped: &[&str]) -> Distillation {
+        let probs = examples
+            .iter()
+            .map(|e| e.text.as_str())
+            .chain(unmapped.iter().copied())
+            .map(|text| {
+                let mut p = vec![0.0f32; Intent::ALL.len()];
+                p[intent.index()] = 1.0;
+                (text.to_owned(), p)
+            })
+            .collect();
+        Distillation {
+            teacher: Teacher::from_probs(probs),
+            unmapped: unmapped.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_teacher_changes_nothing_unless_asked_and_moves_the_fit_when_asked() {
+        let examples = fixture();
+        let teacher = teacher_saying(Intent::Greeting, &examples, &["随便问问"]);
+        let (plain, sha, _) = train_model(&examples, None, &small()).unwrap();
+        let (off, sha_off, _) = train_model(&examples, Some(&teacher), &small()).unwrap();
+        assert_eq!(sha, sha_off);
+        assert!(
+            plain.to_bytes() == off.to_bytes(),
+            "weight 0: the labels alone"
+        );
+        let on = TrainParams {
+            teacher_weight: 0.9,
+            teacher_unmapped: true,
+            ..small()
+        };
+        let (taught, sha_on, _) = train_model(&examples, Some(&teacher), &on).unwrap();
+        assert_ne!(sha, sha_on, "the targets are part of the training lines");
+        // Nine tenths of every target on one intent: the fit follows the teacher.
+        let greeted = examples
+            .iter()
+            .filter(|e| {
+                taught
+                    .classify(&e.text)
+                    .is_some_and(|g| g.intent == Intent::Greeting)
+            })
+            .count();
+        assert_eq!(greeted, examples.len());
+        // A teacher that was not asked about a training message is an error, not a guess.
+        let partial = teacher_saying(Intent::Greeting, &examples[1..], &[]);
+        assert!(train_model(&examples, Some(&partial), &on).is_err());
+    }
+
     #[test]
     fn training_is_deterministic() {
-        let (a, sha_a, _) = train_model(&fixture(), &small()).unwrap();
+        let (a, sha_a, _) = train_model(&fixture(), None, &small()).unwrap();
         let mut reversed = fixture();
         reversed.reverse();
-        let (b, sha_b, _) = train_model(&reversed, &small()).unwrap();
+        let (b, sha_b, _) = train_model(&reversed, None, &small()).unwrap();
         assert_eq!(sha_a, sha_b, "same training lines, whatever the file order");
         assert!(
             a.to_bytes() == b.to_bytes(),

@@ -26,6 +26,18 @@ pub struct TrainParams {
     /// L-BFGS stops at this many iterations or when the gradient norm is below `tolerance`.
     pub max_iters: u64,
     pub tolerance: f64,
+    /// Share of each training message's target taken from the served model's distribution
+    /// for it (`offline::teacher`); 0: the labels alone.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub teacher_weight: f64,
+    /// Also fit the JDDC questions that have no kefu counterpart, at the served model's
+    /// distribution (training part only: they are in no evaluation).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub teacher_unmapped: bool,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for TrainParams {
@@ -36,6 +48,8 @@ impl Default for TrainParams {
             c: 50.0,
             max_iters: 1000,
             tolerance: 1e-4,
+            teacher_weight: 0.0,
+            teacher_unmapped: false,
         }
     }
 }
