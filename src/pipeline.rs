@@ -218,6 +218,9 @@ pub struct Pipeline {
     keywords: KeywordRouter,
     context: ContextRules,
     router: Option<RouterModel>,
+    /// `router.yaml`'s `fast_path`: decides what the fast path answers instead of `router`,
+    /// which still places (and mixes with the model) what it hands on.
+    fast_router: Option<RouterModel>,
     rules: RuleCache<PreparedReply>,
     post: ReplyFilter,
     fallback: PreparedReply,
@@ -293,6 +296,18 @@ impl Pipeline {
         } else {
             None
         };
+        let fast_router = match &cfg.router.fast_path {
+            Some(f) if cfg.router.enabled => {
+                let previous = previous.and_then(|p| p.fast_router.as_ref());
+                Some(RouterModel::load_files(
+                    &f.model,
+                    &f.manifest,
+                    &cfg.router,
+                    previous,
+                )?)
+            }
+            _ => None,
+        };
         let mut policies = vec![AnswerPolicy::Bot; Intent::ALL.len()];
         for r in &cfg.intents.intents {
             policies[r.intent.index()] = r.answer;
@@ -310,6 +325,7 @@ impl Pipeline {
             keywords: KeywordRouter::new(&cfg.intents)?,
             context: ContextRules::new(&cfg.dialog.context)?,
             router,
+            fast_router,
             rules,
             fallback: PreparedReply::new(&post, cfg.intents.fallback_reply.clone()),
             policies,
@@ -355,11 +371,11 @@ impl Pipeline {
             };
             return (decision, true);
         }
-        let router = self.router.as_ref();
+        let gate = self.fast_router.as_ref().or(self.router.as_ref());
         let mut decision = two_stage(
             keyword,
-            || router.and_then(|r| r.router.classify(text)),
-            |intent| router.map_or(1.0, |r| r.threshold(intent)),
+            || gate.and_then(|r| r.router.classify(text)),
+            |intent| gate.map_or(1.0, |r| r.threshold(intent)),
             |intent| self.rules.answers(intent),
         );
         // A follow-up means what it means after the previous turn, which only the model
@@ -370,6 +386,17 @@ impl Pipeline {
             && self.context.model_decides_follow_ups()
         {
             decision.stage = Stage::Model;
+        }
+        // What the fast path hands on carries the main router's guess, as without a
+        // fast-path router: the model stage mixes with that router's view.
+        if decision.stage == Stage::Model
+            && self.fast_router.is_some()
+            && let Some(router) = &self.router
+        {
+            (decision.intent, decision.confidence) = router
+                .router
+                .classify(text)
+                .map_or((Intent::Other, 0.0), |g| (g.intent, g.prob));
         }
         (decision, false)
     }
@@ -463,6 +490,11 @@ impl Pipeline {
     /// The loaded router, if `router.yaml` enables one.
     pub fn router(&self) -> Option<&RouterModel> {
         self.router.as_ref()
+    }
+
+    /// The router that decides the fast path, when `router.yaml` names one apart.
+    pub fn fast_path_router(&self) -> Option<&RouterModel> {
+        self.fast_router.as_ref()
     }
 
     /// Answer one message without the model stage (what the fast path alone does).

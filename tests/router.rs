@@ -115,26 +115,61 @@ fn a_corrupted_router_is_refused_on_reload_and_the_old_one_serves() {
     assert!(r.text().contains("quality gate"), "{}", r.text());
 }
 
-/// The shipped router does what its manifest says on the fixed validation splits (so the
-/// manifest cannot go stale), and meets the precision and accuracy targets it claims.
+/// Each shipped router (the main one, and the fast-path one of models/router/fast_path) does
+/// what its manifest says on the fixed validation splits (so a manifest cannot go stale), and
+/// meets the precision and accuracy targets it claims.
 #[test]
 fn shipped_router_meets_its_manifest_on_the_validation_splits() {
-    use kefu_edge::offline::corpus::{self, Origin};
-    use kefu_edge::offline::eval::Evaluation;
+    use kefu_edge::offline::corpus;
     let Some(shared) = shared_data("shipped_router_meets_its_manifest_on_the_validation_splits")
     else {
         return;
     };
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = kefu_edge::config::Config::load(&root.join("conf")).unwrap();
-    let pipeline = kefu_edge::pipeline::Pipeline::new(&config, None).unwrap();
-    let manifest = &pipeline
-        .router()
-        .expect("the shipped conf has a router")
-        .manifest;
+    let mut config = kefu_edge::config::Config::load(&root.join("conf")).unwrap();
+    // Each router alone, as it was trained: the main one, then the fast-path one (router.yaml's,
+    // or the one shipped for it) in its place.
+    let shipped_fast = root.join("models/router/fast_path/router.bin");
+    let fast = config
+        .router
+        .fast_path
+        .take()
+        .map(|f| (f.model, f.manifest));
+    let fast = fast.or_else(|| {
+        shipped_fast.is_file().then(|| {
+            (
+                shipped_fast.clone(),
+                shipped_fast.with_file_name("manifest.json"),
+            )
+        })
+    });
+    let mut alone = vec![];
+    if let Some((model, manifest)) = fast {
+        let mut c = config.clone();
+        (c.router.model, c.router.manifest) = (model, manifest);
+        alone.push(c);
+    }
+    alone.push(config);
     let mut examples = corpus::load_authored(&root.join("models/data/corpus")).unwrap();
     examples.extend(corpus::load_jddc(&shared).unwrap());
     let validation = corpus::split(&examples).dev;
+    for config in alone {
+        let pipeline = kefu_edge::pipeline::Pipeline::new(&config, None).unwrap();
+        let manifest = &pipeline
+            .router()
+            .expect("the shipped conf has a router")
+            .manifest;
+        meets_its_manifest(&pipeline, manifest, &validation);
+    }
+}
+
+fn meets_its_manifest(
+    pipeline: &kefu_edge::pipeline::Pipeline,
+    manifest: &kefu_edge::router::manifest::Manifest,
+    validation: &[kefu_edge::offline::corpus::Example],
+) {
+    use kefu_edge::offline::corpus::Origin;
+    use kefu_edge::offline::eval::Evaluation;
     for origin in [Origin::Authored, Origin::Jddc] {
         let mut eval = Evaluation::default();
         for e in validation.iter().filter(|e| e.origin == origin) {
@@ -225,4 +260,102 @@ fn classify_context_and_server_agree_on_follow_ups() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 1"));
+}
+
+/// With `fast_path` in router.yaml, that router alone decides what the fast path answers (at
+/// its manifest's thresholds), and what it hands on carries the main router's guess, which
+/// the model stage mixes with. Checked on every line of the second evaluation set that no
+/// keyword rule answers, against a fast-path router that knows only two intents.
+#[test]
+fn a_fast_path_router_decides_only_the_fast_path() {
+    use kefu_edge::config::Config;
+    use kefu_edge::intent::{Intent, Tier};
+    use kefu_edge::offline::fit::{Target, fit};
+    use kefu_edge::pipeline::{Pipeline, Stage};
+    use kefu_edge::router::manifest::{TrainParams, sha256_hex};
+
+    let conf = Conf::new();
+    let labelled = [
+        ("优惠券怎么用", Intent::Coupon),
+        ("领券", Intent::Coupon),
+        ("有没有券", Intent::Coupon),
+        ("你好", Intent::Greeting),
+        ("在吗", Intent::Greeting),
+        ("您好在吗", Intent::Greeting),
+    ];
+    let examples: Vec<(&str, Target)> = labelled
+        .iter()
+        .map(|&(text, intent)| (text, vec![(intent, 1.0)]))
+        .collect();
+    let params = TrainParams {
+        buckets: 4096,
+        min_count: 1,
+        ..TrainParams::default()
+    };
+    let (small, _) = fit(&examples, &params).unwrap();
+    let bytes = small.to_bytes();
+    let dir = conf.path().join("fast");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("router.bin"), &bytes).unwrap();
+    // The shipped manifest (its figures pass the gate), for this file, one threshold for all.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/models/router/manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
+    manifest["model_sha256"] = sha256_hex(&bytes).into();
+    manifest["model_bytes"] = bytes.len().into();
+    manifest["thresholds"]["global"] = 0.6.into();
+    manifest["thresholds"]["per_intent"] = serde_json::json!({});
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    conf.patch(
+        "router.yaml",
+        "threshold: auto",
+        "fast_path: {model: fast/router.bin}\nthreshold: auto",
+    );
+
+    let mut config = Config::load(conf.path()).unwrap();
+    let with = Pipeline::new(&config, None).unwrap();
+    config.router.fast_path = None;
+    let without = Pipeline::new(&config, None).unwrap();
+    let gate = &with.fast_path_router().expect("a fast-path router").router;
+    let main = &with.router().expect("the main router").router;
+
+    let lines = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/eval/second_eval.tsv"
+    ))
+    .unwrap();
+    let (mut checked, mut only_with, mut only_without) = (0, 0, 0);
+    for text in lines
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split('\t').next())
+    {
+        if with
+            .keywords()
+            .classify(text)
+            .is_some_and(|hit| with.answers(hit.intent))
+        {
+            continue;
+        }
+        checked += 1;
+        let d = with.decide(text);
+        let g = gate.classify(text).unwrap();
+        let fast = g.intent.tier() == Tier::Fast && with.answers(g.intent) && g.prob >= 0.6;
+        if fast {
+            assert_eq!((d.stage, d.intent), (Stage::Rule, g.intent), "{text}");
+        } else {
+            assert_eq!(d.stage, Stage::Model, "{text}");
+            assert_eq!(d.intent, main.classify(text).unwrap().intent, "{text}");
+        }
+        match (d.stage, without.decide(text).stage) {
+            (Stage::Rule, Stage::Model) => only_with += 1,
+            (Stage::Model, Stage::Rule) => only_without += 1,
+            _ => {}
+        }
+    }
+    assert!(checked > 100, "{checked}");
+    assert!(
+        only_with > 0 && only_without > 0,
+        "{only_with} {only_without}"
+    );
 }

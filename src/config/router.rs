@@ -1,6 +1,8 @@
 //! `router.yaml`: the trained router behind the operator keyword rules: which model, the
 //! confidence a fast intent needs to be answered from the rule cache, and the quality gate a
-//! model's validation figures must pass before it may serve.
+//! model's validation figures must pass before it may serve. Optionally a second model that
+//! decides only what the fast path answers (`fast_path`), the first one then placing what it
+//! hands on.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +26,16 @@ pub struct RawRouter {
     thresholds: BTreeMap<Intent, f32>,
     #[serde(default)]
     quality_gate: QualityGate,
+    #[serde(default)]
+    fast_path: Option<RawModelFiles>,
+}
+
+/// A model file and its manifest (default: `manifest.json` beside it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelFiles {
+    model: PathBuf,
+    manifest: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -70,6 +82,16 @@ pub struct RouterConfig {
     /// Per fast intent, overriding the global threshold.
     pub thresholds: BTreeMap<Intent, f32>,
     pub quality_gate: QualityGate,
+    /// The router that decides what the fast path answers, when it is not `model`; the
+    /// thresholds and the quality gate apply to it.
+    pub fast_path: Option<ModelFiles>,
+}
+
+/// A router model file and its manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFiles {
+    pub model: PathBuf,
+    pub manifest: PathBuf,
 }
 
 pub fn validate(raw: RawRouter, src: &Source) -> Result<RouterConfig, Vec<ConfigError>> {
@@ -117,19 +139,30 @@ pub fn validate(raw: RawRouter, src: &Source) -> Result<RouterConfig, Vec<Config
             errors.push(src.error_at(key, format!("quality_gate.{key}: {v} is not within 0..=1")));
         }
     }
-    let model = src.resolve(&raw.model);
-    let manifest = match &raw.manifest {
-        Some(m) => src.resolve(m),
-        None => model.with_file_name("manifest.json"),
+    let files = |model: &PathBuf, manifest: &Option<PathBuf>| {
+        let model = src.resolve(model);
+        let manifest = match manifest {
+            Some(m) => src.resolve(m),
+            None => model.with_file_name("manifest.json"),
+        };
+        ModelFiles { model, manifest }
     };
+    let main = files(&raw.model, &raw.manifest);
+    let fast_path = raw.fast_path.as_ref().map(|f| files(&f.model, &f.manifest));
     if raw.enabled && src.check_models {
-        for (key, path) in [("model", &model), ("manifest", &manifest)] {
-            if !path.is_file() {
-                errors.push(src.error_at(
-                    key,
-                    format!("{key}: `{}` is not a readable file", path.display()),
-                ));
+        let mut check = |prefix: &str, f: &ModelFiles| {
+            for (key, path) in [("model", &f.model), ("manifest", &f.manifest)] {
+                if !path.is_file() {
+                    errors.push(src.error_at(
+                        key,
+                        format!("{prefix}{key}: `{}` is not a readable file", path.display()),
+                    ));
+                }
             }
+        };
+        check("", &main);
+        if let Some(f) = &fast_path {
+            check("fast_path.", f);
         }
     }
     if !errors.is_empty() {
@@ -137,11 +170,12 @@ pub fn validate(raw: RawRouter, src: &Source) -> Result<RouterConfig, Vec<Config
     }
     Ok(RouterConfig {
         enabled: raw.enabled,
-        model,
-        manifest,
+        model: main.model,
+        manifest: main.manifest,
         threshold,
         thresholds: raw.thresholds,
         quality_gate: g,
+        fast_path,
     })
 }
 
@@ -178,6 +212,29 @@ mod tests {
                 .any(|t| t.contains("/nonexistent/manifest.json")),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn a_fast_path_router_has_its_files_checked_and_resolved() {
+        let e = check("model: m.bin\nfast_path: {model: fast/f.bin}\n").unwrap_err();
+        let text: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains("fast_path.model: `/nonexistent/fast/f.bin`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("fast_path.manifest: `/nonexistent/fast/manifest.json`")),
+            "{text:?}"
+        );
+        let c =
+            check("enabled: false\nmodel: m.bin\nfast_path: {model: f.bin, manifest: g.json}\n")
+                .unwrap();
+        let f = c.fast_path.unwrap();
+        assert_eq!(f.model, Path::new("/nonexistent/f.bin"));
+        assert_eq!(f.manifest, Path::new("/nonexistent/g.json"));
+        assert!(check("model: m.bin\nfast_path: {modle: f.bin}\n").is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! weights for each bucket that training kept, in bucket order (little-endian throughout).
 
 use std::cell::RefCell;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -289,23 +290,33 @@ impl RouterModel {
     /// quality gate, then the model itself. A model with the same hash as `previous` is not
     /// loaded again.
     pub fn load(cfg: &RouterConfig, previous: Option<&RouterModel>) -> anyhow::Result<RouterModel> {
-        let manifest = Manifest::read(&cfg.manifest)?;
-        let bytes = std::fs::read(&cfg.model)
-            .with_context(|| format!("reading {}", cfg.model.display()))?;
+        Self::load_files(&cfg.model, &cfg.manifest, cfg, previous)
+    }
+
+    /// [`RouterModel::load`] for the model `model` with its manifest `manifest_path`, under
+    /// `cfg`'s thresholds and quality gate (the fast-path router of `router.yaml`).
+    pub fn load_files(
+        model: &Path,
+        manifest_path: &Path,
+        cfg: &RouterConfig,
+        previous: Option<&RouterModel>,
+    ) -> anyhow::Result<RouterModel> {
+        let manifest = Manifest::read(manifest_path)?;
+        let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
         manifest
             .verify_model(&bytes)
-            .with_context(|| format!("{}", cfg.model.display()))?;
+            .with_context(|| format!("{}", model.display()))?;
         manifest.check_gate(&cfg.quality_gate).with_context(|| {
             format!(
                 "{}: refused by router.yaml quality_gate",
-                cfg.manifest.display()
+                manifest_path.display()
             )
         })?;
         let router = match previous {
             Some(p) if p.manifest.model_sha256 == manifest.model_sha256 => Arc::clone(&p.router),
             _ => {
                 let router = TrainedRouter::from_bytes(&bytes)
-                    .with_context(|| format!("loading router model {}", cfg.model.display()))?;
+                    .with_context(|| format!("loading router model {}", model.display()))?;
                 Arc::new(router)
             }
         };

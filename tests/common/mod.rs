@@ -65,12 +65,13 @@ impl Conf {
             admin_port: free_port(),
         };
         conf.write_server(&format!("\"127.0.0.1:{}\"", conf.chat_port));
-        // The copy lives elsewhere: point it at the repository's shipped router model.
+        // The copy lives elsewhere: point it at the repository's shipped router models.
         let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/router");
-        conf.patch(
+        let router = conf.read("router.yaml");
+        assert!(router.contains("model: ../models/router/router.bin"));
+        conf.write(
             "router.yaml",
-            "model: ../models/router/router.bin",
-            &format!("model: {}/router.bin", models.display()),
+            &router.replace("../models/router/", &format!("{}/", models.display())),
         );
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         conf.patch(
