@@ -132,13 +132,14 @@ fn distillation(
     parts: &corpus::Splits,
 ) -> anyhow::Result<Option<Distillation>> {
     let params = &opts.params;
-    if params.teacher_weight <= 0.0 && !params.teacher_unmapped {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&params.teacher_weight),
+        "teacher_weight must be between 0 and 1, not {}",
+        params.teacher_weight
+    );
+    if params.teacher_weight == 0.0 && !params.teacher_unmapped {
         return Ok(None);
     }
-    anyhow::ensure!(
-        params.teacher_weight <= 1.0,
-        "teacher_weight must be between 0 and 1"
-    );
     let mut unmapped = match (&opts.jddc_dir, params.teacher_unmapped) {
         (Some(dir), true) => corpus::load_jddc_unmapped(dir)?,
         _ => Vec::new(),
