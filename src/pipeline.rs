@@ -339,7 +339,9 @@ impl Pipeline {
     /// cache answers wins (confidence 1). Otherwise the trained router's best intent is
     /// answered from the rule cache if it is a fast intent with a reply and its probability
     /// reaches that intent's threshold; anything else goes to the model stage, carrying the
-    /// router's guess.
+    /// router's guess. With a fast-path router (`router.yaml` `fast_path`) that router's
+    /// intent and thresholds decide the fast path, and the guess carried on is still the
+    /// main router's.
     pub fn decide(&self, text: &str) -> Decision {
         self.decide_in_context(text, &Context::NONE).0
     }
