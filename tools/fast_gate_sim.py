@@ -10,31 +10,47 @@ that configuration (a check of the simulation).
 import subprocess
 import sys
 
+from jddc_splits import blind_labels, split_rows
+
 split, gate, rest = sys.argv[1], sys.argv[2], sys.argv[3]
-blind_file = {"test": "models/eval/jddc_blind_test.tsv", "dev": "models/data/jddc_blind_dev.tsv"}[split]
-blind = {}
-for line in open(blind_file, encoding="utf-8"):
-    if line.strip() and not line.startswith("#"):
-        ref, intent, kind = line.rstrip("\n").split("\t"); blind[ref] = (intent, kind)
-rows = []
-for line in open(f"target/model-data/{split}.tsv", encoding="utf-8"):
-    if line.startswith("#") or not line.strip(): continue
-    c = line.rstrip("\n").split("\t")
-    rows.append((c[0], c[1], c[2], c[6]))
-def run(conf, model):
-    cmd = ["target/release/kefu-edge", "classify", "-c", conf] + (["--with-model"] if model else [])
-    out = subprocess.run(cmd, input="\n".join(r[0] for r in rows) + "\n", capture_output=True, text=True, check=True).stdout
-    return [l.split("\t") for l in out.splitlines()]
-g = run(gate, False); b = run(rest, True)
-assert len(g) == len(rows) == len(b)
-fast = {"rule", "router"}
-for name, keep in [("authored", lambda r: r[2] == "authored"),
-                   ("confirmed", lambda r: r[2] == "jddc" and blind.get(r[3], ("",))[0] == r[1]),
-                   ("clear", lambda r: r[2] == "jddc" and blind.get(r[3], ("",))[0] == r[1] and blind[r[3]][1] == "clear")]:
+blind = blind_labels(split)
+rows = split_rows("target/model-data", split)
+FAST = {"rule", "router"}
+
+
+def classify(conf, with_model):
+    """`intent, confidence, stage` of every row, as `kefu-edge classify` decides it."""
+    cmd = ["target/release/kefu-edge", "classify", "-c", conf]
+    if with_model:
+        cmd.append("--with-model")
+    text = "\n".join(r[0] for r in rows) + "\n"
+    out = subprocess.run(cmd, input=text, capture_output=True, text=True, check=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+gated, served = classify(gate, False), classify(rest, True)
+assert len(gated) == len(rows) == len(served)
+
+
+def confirmed(r):
+    return r[2] == "jddc" and blind.get(r[3], ("",))[0] == r[1]
+
+
+groups = [
+    ("authored", lambda r: r[2] == "authored"),
+    ("confirmed", confirmed),
+    ("clear", lambda r: confirmed(r) and blind[r[3]][1] == "clear"),
+]
+for name, keep in groups:
     idx = [i for i, r in enumerate(rows) if keep(r)]
-    right = 0; fa = 0; fr = 0
+    right = fast_answers = fast_right = 0
     for i in idx:
-        if g[i][2] in fast: ans = g[i][0]; fa += 1; fr += ans == rows[i][1]
-        else: ans = b[i][0]
-        right += ans == rows[i][1]
-    print(f"{name}: served {right/len(idx):.4f} ({right}/{len(idx)}), fast answers {fa} right {fr}")
+        if gated[i][2] in FAST:
+            answer = gated[i][0]
+            fast_answers += 1
+            fast_right += answer == rows[i][1]
+        else:
+            answer = served[i][0]
+        right += answer == rows[i][1]
+    print(f"{name}: served {right / len(idx):.4f} ({right}/{len(idx)}), "
+          f"fast answers {fast_answers} right {fast_right}")

@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from jddc_splits import blind_labels, split_rows
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--split", default="test", choices=["dev", "test"])
 ap.add_argument("--splits", default="target/model-data")
@@ -20,20 +22,9 @@ ap.add_argument("-c", "--conf", default="conf")
 ap.add_argument("--bin", default="target/release/kefu-edge")
 a = ap.parse_args()
 
-blind_file = {"test": "models/eval/jddc_blind_test.tsv", "dev": "models/data/jddc_blind_dev.tsv"}[a.split]
-blind = {}
-for line in open(blind_file, encoding="utf-8"):
-    if line.strip() and not line.startswith("#"):
-        ref, intent, kind = line.rstrip("\n").split("\t")
-        blind[ref] = (intent, kind)
-
-rows = []
-for line in open(Path(a.splits) / f"{a.split}.tsv", encoding="utf-8"):
-    if line.startswith("#") or not line.strip():
-        continue
-    cols = line.rstrip("\n").split("\t")
-    if cols[2] == "jddc":
-        rows.append((cols[0], cols[1], cols[6]))
+blind = blind_labels(a.split)
+rows = [(text, intent, ref) for text, intent, origin, ref in split_rows(a.splits, a.split)
+        if origin == "jddc"]
 
 groups = {
     "raw (published labels)": [r for r in rows],
