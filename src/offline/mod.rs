@@ -1,8 +1,8 @@
 //! Everything that runs without the server: training the router (`corpus`, `fit`,
-//! `thresholds`, `train`, and `teacher` when the served model's view is mixed in), the training/development/test splits and their export, the
-//! evaluations (`eval` for messages, `dialogues` for written dialogues, `real_dialogues`
-//! for real ones through the answer path), and the CLI's
-//! offline commands (`commands`, over the `decider` they share).
+//! `thresholds`, `train`, and `teacher` when the served model's view is mixed in), the
+//! training/development/test splits and their export, the evaluations (`eval` for messages,
+//! `dialogues` for written dialogues, `real_dialogues` for real ones through the answer
+//! path), and the CLI's offline commands (`commands`, over the `decider` they share).
 //!
 //! It sits above the serving modules and may import any of them: training and evaluation
 //! score the very `pipeline` the server decides with, so what they report is what the server

@@ -150,7 +150,9 @@ fn distillation(
         .map(|e| e.text.as_str())
         .collect();
     unmapped.retain(|t| !in_splits.contains(t.as_str()));
-    let texts = parts.train.iter().map(|e| e.text.as_str());
+    // The training messages' targets take the teacher's view only at a weight above 0.
+    let train = parts.train.iter().filter(|_| params.teacher_weight > 0.0);
+    let texts = train.map(|e| e.text.as_str());
     let teacher = Teacher::label(
         &config.model,
         texts.chain(unmapped.iter().map(String::as_str)),
@@ -276,15 +278,10 @@ pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
         reports.push((
             "teacher".to_owned(),
             format!(
-                "{}: weight {}, {} JDDC questions without a label of ours{}\n",
+                "{}: weight {}, {} JDDC questions without a label of ours fitted at its view\n",
                 d.teacher.model,
                 opts.params.teacher_weight,
                 d.unmapped.len(),
-                if opts.params.teacher_unmapped {
-                    ""
-                } else {
-                    " (not fitted)"
-                }
             ),
         ));
     }
