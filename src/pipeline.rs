@@ -218,8 +218,9 @@ pub struct Pipeline {
     keywords: KeywordRouter,
     context: ContextRules,
     router: Option<RouterModel>,
-    /// `router.yaml`'s `fast_path`: decides what the fast path answers instead of `router`,
-    /// which still places (and mixes with the model) what it hands on.
+    /// `router.yaml`'s `fast_path`: a second router whose agreement the fast path needs
+    /// ([`Pipeline::second_opinion`]); `router` still places (and mixes with the model) what
+    /// is handed on.
     fast_router: Option<RouterModel>,
     rules: RuleCache<PreparedReply>,
     post: ReplyFilter,
@@ -339,9 +340,8 @@ impl Pipeline {
     /// cache answers wins (confidence 1). Otherwise the trained router's best intent is
     /// answered from the rule cache if it is a fast intent with a reply and its probability
     /// reaches that intent's threshold; anything else goes to the model stage, carrying the
-    /// router's guess. With a fast-path router (`router.yaml` `fast_path`) that router's
-    /// intent and thresholds decide the fast path, and the guess carried on is still the
-    /// main router's.
+    /// router's guess. With a fast-path router (`router.yaml` `fast_path`) the fast path also
+    /// needs that router's agreement ([`Pipeline::second_opinion`]).
     pub fn decide(&self, text: &str) -> Decision {
         self.decide_in_context(text, &Context::NONE).0
     }
@@ -373,13 +373,16 @@ impl Pipeline {
             };
             return (decision, true);
         }
-        let gate = self.fast_router.as_ref().or(self.router.as_ref());
+        let router = self.router.as_ref();
         let mut decision = two_stage(
             keyword,
-            || gate.and_then(|r| r.router.classify(text)),
-            |intent| gate.map_or(1.0, |r| r.threshold(intent)),
+            || router.and_then(|r| r.router.classify(text)),
+            |intent| router.map_or(1.0, |r| r.threshold(intent)),
             |intent| self.rules.answers(intent),
         );
+        if !keyword_answers && let Some(second) = &self.fast_router {
+            self.second_opinion(text, second, &mut decision);
+        }
         // A follow-up means what it means after the previous turn, which only the model
         // stage reads: the router's fast path does not answer it (a keyword rule still does).
         if decision.stage == Stage::Rule
@@ -389,18 +392,32 @@ impl Pipeline {
         {
             decision.stage = Stage::Model;
         }
-        // What the fast path hands on carries the main router's guess, as without a
-        // fast-path router: the model stage mixes with that router's view.
-        if decision.stage == Stage::Model
-            && self.fast_router.is_some()
-            && let Some(router) = &self.router
-        {
-            (decision.intent, decision.confidence) = router
-                .router
-                .classify(text)
-                .map_or((Intent::Other, 0.0), |g| (g.intent, g.prob));
-        }
         (decision, false)
+    }
+
+    /// The fast-path router's part (`router.yaml` `fast_path`): a second opinion on the main
+    /// router's `decision`. The fast path answers only when both routers name the same intent
+    /// and at least one of them reaches its own threshold for it; when they disagree the
+    /// message goes to the model stage, even if the main router alone was sure. Either way
+    /// what goes on carries the main router's guess, which the model stage mixes with.
+    fn second_opinion(&self, text: &str, second: &RouterModel, decision: &mut Decision) {
+        let agreed = second
+            .router
+            .classify(text)
+            .filter(|g| g.intent == decision.intent);
+        match agreed {
+            None => decision.stage = Stage::Model,
+            Some(g)
+                if decision.stage == Stage::Model
+                    && g.intent.tier() == Tier::Fast
+                    && self.rules.answers(g.intent)
+                    && g.prob >= second.threshold(g.intent) =>
+            {
+                decision.stage = Stage::Rule;
+                decision.confidence = g.prob;
+            }
+            Some(_) => {}
+        }
     }
 
     /// The steps before the model stage for a message of a dialogue, shared by the server
@@ -494,7 +511,7 @@ impl Pipeline {
         self.router.as_ref()
     }
 
-    /// The router that decides the fast path, when `router.yaml` names one apart.
+    /// The second router whose agreement the fast path needs, when `router.yaml` names one.
     pub fn fast_path_router(&self) -> Option<&RouterModel> {
         self.fast_router.as_ref()
     }

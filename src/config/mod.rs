@@ -40,7 +40,7 @@ pub use model::{
     ShadowConfig,
 };
 pub use post::{CampaignConfig, JudgeConfig, PostConfig};
-pub use router::{QualityGate, RouterConfig};
+pub use router::{ModelFiles, QualityGate, RouterConfig};
 pub use server::{ChatApiConfig, ClientCaps, ServerConfig};
 pub use tls::{ServerCertificate, TlsConfig};
 pub use upstreams::{

@@ -1,8 +1,7 @@
 //! `router.yaml`: the trained router behind the operator keyword rules: which model, the
 //! confidence a fast intent needs to be answered from the rule cache, and the quality gate a
-//! model's validation figures must pass before it may serve. Optionally a second model that
-//! decides only what the fast path answers (`fast_path`), the first one then placing what it
-//! hands on.
+//! model's validation figures must pass before it may serve. Optionally a second model whose
+//! agreement the fast path needs (`fast_path`); the first one alone places what is handed on.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -82,8 +81,8 @@ pub struct RouterConfig {
     /// Per fast intent, overriding the global threshold.
     pub thresholds: BTreeMap<Intent, f32>,
     pub quality_gate: QualityGate,
-    /// The router that decides what the fast path answers, when it is not `model`; the
-    /// thresholds and the quality gate apply to it.
+    /// A second router whose agreement the fast path needs (`Pipeline::second_opinion`);
+    /// the thresholds and the quality gate apply to it.
     pub fast_path: Option<ModelFiles>,
 }
 
