@@ -401,18 +401,20 @@ impl Pipeline {
     /// message goes to the model stage, even if the main router alone was sure. Either way
     /// what goes on carries the main router's guess, which the model stage mixes with.
     fn second_opinion(&self, text: &str, second: &RouterModel, decision: &mut Decision) {
+        let answerable =
+            decision.intent.tier() == Tier::Fast && self.rules.answers(decision.intent);
+        if decision.stage == Stage::Model && !answerable {
+            // Going to the model stage whatever the second router says: agreeing, it names
+            // an intent the fast path does not answer.
+            return;
+        }
         let agreed = second
             .router
             .classify(text)
             .filter(|g| g.intent == decision.intent);
         match agreed {
             None => decision.stage = Stage::Model,
-            Some(g)
-                if decision.stage == Stage::Model
-                    && g.intent.tier() == Tier::Fast
-                    && self.rules.answers(g.intent)
-                    && g.prob >= second.threshold(g.intent) =>
-            {
+            Some(g) if decision.stage == Stage::Model && g.prob >= second.threshold(g.intent) => {
                 decision.stage = Stage::Rule;
                 decision.confidence = g.prob;
             }
