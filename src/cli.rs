@@ -213,6 +213,9 @@ pub struct TrainFlags {
     /// Also fit the JDDC questions without a kefu counterpart, at the served model's view.
     #[arg(long)]
     pub teacher_unmapped: bool,
+    /// How much a real (JDDC) training question counts against a corpus line (default 1).
+    #[arg(long)]
+    pub jddc_weight: Option<f64>,
 }
 
 /// Why a command failed, for `main` to print (each line after `kefu-edge: `) before it exits

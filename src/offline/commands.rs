@@ -85,6 +85,7 @@ fn train_params(flags: &TrainFlags) -> TrainParams {
         max_iters: flags.max_iters.unwrap_or(d.max_iters),
         teacher_weight: flags.teacher_weight.unwrap_or(d.teacher_weight),
         teacher_unmapped: flags.teacher_unmapped || d.teacher_unmapped,
+        jddc_weight: flags.jddc_weight.unwrap_or(d.jddc_weight),
         ..d
     }
 }

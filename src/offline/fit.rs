@@ -32,6 +32,8 @@ struct Sample {
     x: f64,
     /// The distribution to match, as (label index, mass), masses summing to 1.
     target: Vec<(usize, f64)>,
+    /// How much its term counts in the loss (1 unless the caller weighs its sources).
+    weight: f64,
 }
 
 /// What one training message should score: (intent, mass) pairs whose masses sum to 1; a
@@ -77,13 +79,16 @@ impl Objective {
             for &(k, t) in &s.target {
                 term -= t * scores[k];
             }
-            loss += term;
-            // d loss / d score = p − t
+            loss += s.weight * term;
+            // d loss / d score = weight · (p − t)
             for v in scores.iter_mut() {
                 *v = (*v - max).exp() / total;
             }
             for &(k, t) in &s.target {
                 scores[k] -= t;
+            }
+            if s.weight != 1.0 {
+                scores.iter_mut().for_each(|d| *d *= s.weight);
             }
             for &r in &s.rows {
                 let row = &mut grad[r as usize * l..(r as usize + 1) * l];
@@ -135,7 +140,22 @@ pub fn fit(
     examples: &[(&str, Target)],
     params: &TrainParams,
 ) -> anyhow::Result<(TrainedRouter, FitReport)> {
+    fit_weighted(examples, &vec![1.0; examples.len()], params)
+}
+
+/// [`fit`] with a weight per example: its term in the loss counts `weights[i]` times (so a
+/// source can count more or less than another). All weights 1 is exactly [`fit`].
+pub fn fit_weighted(
+    examples: &[(&str, Target)],
+    weights: &[f64],
+    params: &TrainParams,
+) -> anyhow::Result<(TrainedRouter, FitReport)> {
     anyhow::ensure!(!examples.is_empty(), "no training examples");
+    anyhow::ensure!(weights.len() == examples.len(), "one weight per example");
+    anyhow::ensure!(
+        weights.iter().all(|w| w.is_finite() && *w > 0.0),
+        "example weights must be positive"
+    );
     anyhow::ensure!(params.c > 0.0, "c must be positive");
     // Labels in intent order, so the file does not depend on which examples come first.
     let mut labels: Vec<Intent> = examples
@@ -177,9 +197,9 @@ pub fn fit(
         .collect();
     let samples: Vec<Sample> = hashed
         .iter()
-        .zip(examples)
+        .zip(examples.iter().zip(weights))
         .filter(|(f, _)| !f.is_empty())
-        .map(|(f, (_, target))| {
+        .map(|(f, ((_, target), &weight))| {
             let rows: Vec<u32> = f.iter().filter_map(|b| row_of.get(b).copied()).collect();
             let x = if rows.is_empty() {
                 0.0
@@ -190,6 +210,7 @@ pub fn fit(
                 rows,
                 x,
                 target: target.iter().map(|(i, t)| (label_of[i], *t)).collect(),
+                weight,
             }
         })
         .collect();
@@ -249,16 +270,19 @@ mod tests {
                 rows: vec![0, 1],
                 x: 0.5f64.sqrt(),
                 target: vec![(0, 1.0)],
+                weight: 1.0,
             },
             Sample {
                 rows: vec![1, 2],
                 x: 0.5f64.sqrt(),
                 target: vec![(1, 0.7), (2, 0.3)],
+                weight: 2.5,
             },
             Sample {
                 rows: vec![],
                 x: 0.0,
                 target: vec![(2, 1.0)],
+                weight: 0.5,
             },
         ];
         let o = Objective {
@@ -310,5 +334,34 @@ mod tests {
         }
         assert_eq!(a.classify("退款吧").unwrap().intent, Intent::RefundApply);
         assert_eq!(a.classify("要发票").unwrap().intent, Intent::Invoice);
+    }
+
+    /// Weights of 1 are exactly the unweighted fit; a heavier example pulls its message's
+    /// probability towards its label; a weight that is not positive is refused.
+    #[test]
+    fn an_example_weight_counts_its_term_that_many_times() {
+        let params = TrainParams {
+            min_count: 1,
+            ..TrainParams::default()
+        };
+        let examples: Vec<(&str, Target)> = [
+            ("退款", Intent::RefundApply),
+            ("退款", Intent::Invoice),
+            ("发票", Intent::Invoice),
+        ]
+        .iter()
+        .map(|&(text, intent)| (text, vec![(intent, 1.0)]))
+        .collect();
+        let (plain, _) = fit(&examples, &params).unwrap();
+        let (ones, _) = fit_weighted(&examples, &[1.0; 3], &params).unwrap();
+        assert!(plain.to_bytes() == ones.to_bytes());
+        let prob = |w: f64| {
+            let (r, _) = fit_weighted(&examples, &[w, 1.0, 1.0], &params).unwrap();
+            assert_eq!(r.labels()[0], Intent::RefundApply);
+            r.probabilities("退款").unwrap()[0]
+        };
+        assert!(prob(3.0) > prob(1.0) + 0.1, "{} {}", prob(3.0), prob(1.0));
+        assert!(fit_weighted(&examples, &[0.0, 1.0, 1.0], &params).is_err());
+        assert!(fit_weighted(&examples, &[1.0], &params).is_err());
     }
 }

@@ -16,7 +16,7 @@ use anyhow::Context;
 
 use super::corpus::{self, Example, Origin};
 use super::eval::Evaluation;
-use super::fit::{FitReport, Target, fit};
+use super::fit::{FitReport, Target, fit_weighted};
 use super::teacher::Teacher;
 use super::thresholds::{self, Scored};
 use crate::config::Config;
@@ -59,15 +59,24 @@ pub struct Trained {
 
 pub const MODEL_FILE: &str = "router.bin";
 
+/// The training messages as fitted: `(message, target)` in order, the weight of each, and
+/// the sha256 of the training lines.
+struct Ordered<'a> {
+    pairs: Vec<(&'a str, Target)>,
+    weights: Vec<f64>,
+    sha256: String,
+}
+
 /// The training messages in their fixed order (by hash of the text, then the text) with the
-/// target each is fitted at, and the sha256 of the lines `<target>\t<tokens>` (a label is
-/// written as its id, a distribution as `id:mass,…`).
+/// target each is fitted at and its weight (`jddc_weight` for a real question, else 1), and
+/// the sha256 of the lines `<target>[@<weight>]\t<tokens>` (a label is written as its id, a
+/// distribution as `id:mass,…`; the weight only when it is not 1).
 fn ordered<'a>(
     examples: &'a [Example],
     teacher: Option<&'a Distillation>,
     params: &TrainParams,
-) -> anyhow::Result<(Vec<(&'a str, Target)>, String)> {
-    let mut items: Vec<(&str, Target)> = Vec::with_capacity(examples.len());
+) -> anyhow::Result<Ordered<'a>> {
+    let mut items: Vec<(&str, Target, f64)> = Vec::with_capacity(examples.len());
     for e in examples {
         let target = match teacher {
             Some(d) if params.teacher_weight > 0.0 => d
@@ -76,7 +85,11 @@ fn ordered<'a>(
                 .with_context(|| format!("the teacher was not asked about `{}`", e.text))?,
             _ => vec![(e.intent, 1.0)],
         };
-        items.push((&e.text, target));
+        let weight = match e.origin {
+            Origin::Jddc => params.jddc_weight,
+            Origin::Authored => 1.0,
+        };
+        items.push((&e.text, target, weight));
     }
     if let Some(d) = teacher.filter(|_| params.teacher_unmapped) {
         for text in &d.unmapped {
@@ -84,12 +97,12 @@ fn ordered<'a>(
                 .teacher
                 .target(text, None, 1.0)
                 .with_context(|| format!("the teacher was not asked about `{text}`"))?;
-            items.push((text, target));
+            items.push((text, target, params.jddc_weight));
         }
     }
     items.sort_by(|a, b| (fnv1a(a.0), a.0).cmp(&(fnv1a(b.0), b.0)));
     let mut lines = String::new();
-    for (text, target) in &items {
+    for (text, target, weight) in &items {
         match target.as_slice() {
             [(intent, m)] if *m == 1.0 => lines.push_str(intent.as_str()),
             _ => {
@@ -98,11 +111,23 @@ fn ordered<'a>(
                 lines.push_str(&parts.join(","));
             }
         }
+        if *weight != 1.0 {
+            lines.push_str(&format!("@{weight}"));
+        }
         lines.push('\t');
         lines.push_str(&features::tokens(text));
         lines.push('\n');
     }
-    Ok((items, sha256_hex(lines.as_bytes())))
+    let weights = items.iter().map(|i| i.2).collect();
+    let pairs = items
+        .into_iter()
+        .map(|(t, target, _)| (t, target))
+        .collect();
+    Ok(Ordered {
+        pairs,
+        weights,
+        sha256: sha256_hex(lines.as_bytes()),
+    })
 }
 
 /// The served model's view of the training messages and of the JDDC questions without a
@@ -119,9 +144,9 @@ pub fn train_model(
     teacher: Option<&Distillation>,
     params: &TrainParams,
 ) -> anyhow::Result<(TrainedRouter, String, FitReport)> {
-    let (pairs, corpus_sha) = ordered(examples, teacher, params)?;
-    let (router, report) = fit(&pairs, params)?;
-    Ok((router, corpus_sha, report))
+    let ordered = ordered(examples, teacher, params)?;
+    let (router, report) = fit_weighted(&ordered.pairs, &ordered.weights, params)?;
+    Ok((router, ordered.sha256, report))
 }
 
 /// The teacher's view, when `params` ask for one: of the training messages, and of the JDDC
@@ -220,6 +245,11 @@ fn splits(opts: &TrainOptions) -> anyhow::Result<(corpus::Splits, Option<(usize,
 
 /// The whole training run.
 pub fn train(config: &Config, opts: &TrainOptions) -> anyhow::Result<Trained> {
+    let w = opts.params.jddc_weight;
+    anyhow::ensure!(
+        w.is_finite() && w > 0.0,
+        "jddc_weight must be positive, not {w}"
+    );
     let (parts, adjusted) = splits(opts)?;
     std::fs::create_dir_all(&opts.out_dir)?;
     std::fs::create_dir_all(&opts.eval_dir)?;

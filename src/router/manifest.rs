@@ -34,10 +34,22 @@ pub struct TrainParams {
     /// distribution (training part only: they are in no evaluation).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub teacher_unmapped: bool,
+    /// How much a real (JDDC) training question counts against one of the project's corpus
+    /// in the loss; 1: the same.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub jddc_weight: f64,
 }
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 impl Default for TrainParams {
@@ -50,6 +62,7 @@ impl Default for TrainParams {
             tolerance: 1e-4,
             teacher_weight: 0.0,
             teacher_unmapped: false,
+            jddc_weight: 1.0,
         }
     }
 }
