@@ -7,6 +7,11 @@ use crate::dialog::Context;
 use crate::intent::{Intent, Tier};
 use crate::router::{RouterGuess, RouterModel};
 
+/// Whether the fast path may answer `intent` at all: a fast intent the rule cache answers.
+fn fast_answerable(intent: Intent, answers: impl Fn(Intent) -> bool) -> bool {
+    intent.tier() == Tier::Fast && answers(intent)
+}
+
 /// The two-stage rule on what the layers said, shared by [`Pipeline::decide`] and the
 /// threshold search of `train-router` so both apply the same rule. `guess` is asked only when
 /// no keyword rule answers.
@@ -27,8 +32,7 @@ pub fn two_stage(
     }
     match guess() {
         Some(g) => {
-            let fast =
-                g.intent.tier() == Tier::Fast && answers(g.intent) && g.prob >= threshold(g.intent);
+            let fast = fast_answerable(g.intent, &answers) && g.prob >= threshold(g.intent);
             Decision {
                 intent: g.intent,
                 confidence: g.prob,
@@ -109,9 +113,9 @@ impl Pipeline {
     /// message goes to the model stage, even if the main router alone was sure. Either way
     /// what goes on carries the main router's guess, which the model stage mixes with.
     fn second_opinion(&self, text: &str, second: &RouterModel, decision: &mut Decision) {
-        let answerable =
-            decision.intent.tier() == Tier::Fast && self.rules.answers(decision.intent);
-        if decision.stage == Stage::Model && !answerable {
+        if decision.stage == Stage::Model
+            && !fast_answerable(decision.intent, |i| self.rules.answers(i))
+        {
             // Going to the model stage whatever the second router says: agreeing, it names
             // an intent the fast path does not answer.
             return;
