@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Two-stage figures of `kefu-edge classify` on a JDDC split, judged three ways: the published
 (mapped) labels; the lines whose blind label (models/eval/jddc_blind_test.tsv or
-models/data/jddc_blind_dev.tsv, ids only) confirms the mapped one; and the confirmed lines the
-blind reader found clear from the message alone. The text comes from the split that
+models/data/jddc_blind_dev.tsv, ids only) confirms the mapped one; and the confirmed lines by
+the blind reader's kind: clear from the message alone, needing the earlier dialogue, ambiguous. The text comes from the split that
 `kefu-edge export-splits` wrote (target/model-data, never committed).
 
     tools/jddc_blind.py [--split test] [--with-model] [-c conf/] [--bin target/release/kefu-edge]
@@ -31,6 +31,14 @@ groups = {
     "confirmed (blind label agrees)": [r for r in rows if blind.get(r[2], ("",))[0] == r[1]],
     "confirmed and clear from the message": [
         r for r in rows if blind.get(r[2], ("", ""))[0] == r[1] and blind[r[2]][1] == "clear"
+    ],
+    # The two remaining parts of the confirmed lines: what the message alone can't settle
+    # bounds the confirmed figure whatever the clear lines score.
+    "confirmed, needing the earlier dialogue": [
+        r for r in rows if blind.get(r[2], ("", ""))[0] == r[1] and blind[r[2]][1] == "context"
+    ],
+    "confirmed, ambiguous": [
+        r for r in rows if blind.get(r[2], ("", ""))[0] == r[1] and blind[r[2]][1] == "ambiguous"
     ],
 }
 for name, group in groups.items():
