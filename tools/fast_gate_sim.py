@@ -115,7 +115,8 @@ for name, rule in RULES.items():
 if curves:
     def thresholds(conf):
         cfg = (Path(conf) / "router.yaml").read_text(encoding="utf-8")
-        model_path = Path(re.search(r"(?m)^model:\s*(\S+)", cfg).group(1))
+        # Relative to the configuration's directory, as the server reads it.
+        model_path = Path(conf) / re.search(r"(?m)^model:\s*(\S+)", cfg).group(1)
         t = json.loads((model_path.parent / "manifest.json").read_text())["thresholds"]
         return {i: t["per_intent"].get(i, t["global"]) for i in FAST_INTENTS}
 

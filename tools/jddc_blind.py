@@ -26,20 +26,22 @@ blind = blind_labels(a.split)
 rows = [(text, intent, ref) for text, intent, origin, ref in split_rows(a.splits, a.split)
         if origin == "jddc"]
 
+
+def confirmed(kind=None):
+    """The lines whose blind label agrees with the published one (of the blind reader's
+    `kind`, when given)."""
+    return [r for r in rows
+            if blind.get(r[2], ("", ""))[0] == r[1] and kind in (None, blind[r[2]][1])]
+
+
 groups = {
-    "raw (published labels)": [r for r in rows],
-    "confirmed (blind label agrees)": [r for r in rows if blind.get(r[2], ("",))[0] == r[1]],
-    "confirmed and clear from the message": [
-        r for r in rows if blind.get(r[2], ("", ""))[0] == r[1] and blind[r[2]][1] == "clear"
-    ],
+    "raw (published labels)": rows,
+    "confirmed (blind label agrees)": confirmed(),
+    "confirmed and clear from the message": confirmed("clear"),
     # The two remaining parts of the confirmed lines: what the message alone can't settle
     # bounds the confirmed figure whatever the clear lines score.
-    "confirmed, needing the earlier dialogue": [
-        r for r in rows if blind.get(r[2], ("", ""))[0] == r[1] and blind[r[2]][1] == "context"
-    ],
-    "confirmed, ambiguous": [
-        r for r in rows if blind.get(r[2], ("", ""))[0] == r[1] and blind[r[2]][1] == "ambiguous"
-    ],
+    "confirmed, needing the earlier dialogue": confirmed("context"),
+    "confirmed, ambiguous": confirmed("ambiguous"),
 }
 for name, group in groups.items():
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", encoding="utf-8", delete=False) as f:
